@@ -260,6 +260,9 @@ class SnapshotSignoz:
             out.append({"labels": series.get("labels") or [], "values": values})
         return out
 
+    def metric_names(self):
+        return sorted({row.get("metric") for row in self._rows("metrics") if row.get("metric")})
+
     def list_services(self, *, start, end):
         names = {(r.get("data") or {}).get("service.name") for r in self.search_traces(start=start, end=end, limit=10**9)}
         names |= {((r.get("data") or {}).get("resources_string") or {}).get("service.name")

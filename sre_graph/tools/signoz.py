@@ -60,6 +60,10 @@ class SignozPort(Protocol):
         """Service names seen in the window."""
         ...
 
+    def metric_names(self) -> list[str]:
+        """Names of the metrics the source holds."""
+        ...
+
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
@@ -138,6 +142,17 @@ class LiveSignoz:
             for aggregation in result.get("aggregations") or []:
                 series.extend(aggregation.get("series") or [])
         return series
+
+    def metric_names(self):
+        try:
+            response = self._client.get("/api/v1/metrics/filters/keys")
+        except httpx.HTTPError as exc:
+            raise SourceUnavailable("signoz", f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code >= 400:
+            return []
+        data = response.json().get("data") or {}
+        keys = data.get("metricNames") or data.get("keys") or []
+        return sorted({k if isinstance(k, str) else k.get("name", "") for k in keys} - {""})
 
     def list_services(self, *, start, end):
         spec = {"name": "A", "signal": "traces", "aggregations": [{"expression": "count()"}],

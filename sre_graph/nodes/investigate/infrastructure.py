@@ -1,0 +1,409 @@
+"""Infrastructure runbook: pods, containers, nodes, events, rollouts, autoscaling, CPU limits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sre_graph.nodes.investigate import metrics as metric_signals
+from sre_graph.nodes.investigate.common import (
+    CHANGE_LOOKBACK,
+    STALE_AFTER,
+    Investigation,
+    ago,
+    created,
+    last_change,
+    revision,
+)
+from sre_graph.nodes.investigate.signals import classify_line
+from sre_graph.timeutil import iso, parse_time
+from sre_graph.tools.replay import log_line_time
+
+PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
+
+
+def run(inv: Investigation) -> None:
+    """Check workloads and the platform under them."""
+    pods = inv.pods()
+    _containers(inv, pods)
+    _pending(inv, pods)
+    _events(inv)
+    _nodes(inv, pods)
+    _rollouts(inv)
+    _autoscaling(inv)
+    metric_signals.scan(inv, kinds=("throttle", "memory", "restarts"))
+
+
+def _container_statuses(pod: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    spec = {c.get("name"): c for c in ((pod.get("spec") or {}).get("containers") or [])
+            + ((pod.get("spec") or {}).get("initContainers") or [])}
+    status = pod.get("status") or {}
+    return [(cs, spec.get(cs.get("name"), {})) for cs in
+            (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])]
+
+
+def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
+    oom_seen: dict[str, list[str]] = {}
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        service = inv.pod_service(pod)
+        weight = inv.relevance(service, ns)
+        query = f"kubectl get pods -n {ns} {name} -o json"
+        for cs, spec in _container_statuses(pod):
+            cname = cs.get("name", "")
+            restarts = int(cs.get("restartCount") or 0)
+            waiting = (cs.get("state") or {}).get("waiting") or {}
+            terminated = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            terminated = terminated or {}
+            subject = f"{ns}/{name}"
+            limits = (spec.get("resources") or {}).get("limits") or {}
+            finished = parse_time(terminated.get("finishedAt"))
+            recent = finished is not None and finished >= inv.alert_time - CHANGE_LOOKBACK
+            stale = finished is not None and finished < inv.alert_time - STALE_AFTER
+
+            if waiting.get("reason") in PULL_REASONS:
+                ev = inv.add_evidence("kubernetes", query, f"{cname}:waiting",
+                                      f"{subject} container {cname} is waiting: {waiting.get('reason')}"
+                                      f" (image {spec.get('image') or cs.get('image')})",
+                                      waiting.get("message", ""), created(pod))
+                inv.propose("image_pull_failure",
+                            f"Pod {subject} cannot start: {waiting.get('reason')} pulling image "
+                            f"{spec.get('image') or cs.get('image')}.", [ev], 0.75 * weight + 0.1,
+                            onset=created(pod), subject=subject,
+                            keywords=[name, str(spec.get("image") or cs.get("image")), waiting.get("reason", "")],
+                            explains=["no_endpoints", "connection_refused", "bad_rollout"])
+            elif waiting.get("reason") in CONFIG_REASONS:
+                ev = inv.add_evidence("kubernetes", query, f"{cname}:waiting",
+                                      f"{subject} container {cname} cannot be created: {waiting.get('reason')}",
+                                      waiting.get("message", ""), created(pod))
+                inv.propose("config_error",
+                            f"Pod {subject} cannot create container {cname}: {waiting.get('message') or ''}".strip(),
+                            [ev], 0.7 * weight + 0.1, onset=created(pod), subject=subject,
+                            keywords=[name, waiting.get("reason", "")],
+                            explains=["crash_loop", "no_endpoints", "connection_refused", "bad_rollout"])
+
+            if terminated.get("reason") == "OOMKilled":
+                text = (f"{subject} container {cname} was OOMKilled (exit code {terminated.get('exitCode')}) "
+                        f"at {iso(finished)}, restartCount {restarts}, memory limit {limits.get('memory', 'none')}")
+                ev = inv.add_evidence("kubernetes", query, f"{cname}:oom", text,
+                                      _fmt({"lastState.terminated": terminated, "restartCount": restarts,
+                                            "resources.limits": limits}), finished)
+                if stale and restarts < 3:
+                    inv.propose("oom_killed", f"{text} ({ago(finished, inv.alert_time)} before the alert).",
+                                [ev], 0.2, onset=finished, subject=subject, keywords=[name, "OOMKilled"])
+                    continue
+                oom_seen.setdefault(service or name, []).append(ev)
+                confidence = (0.55 + 0.1 * min(restarts, 3)) * weight + (0.1 if recent else 0)
+                inv.propose("oom_killed",
+                            f"Container {cname} of {subject} was killed for exceeding its memory limit "
+                            f"({limits.get('memory', 'no limit set')}): OOMKilled, {restarts} restarts, "
+                            f"last at {iso(finished)}.", [ev], confidence, onset=finished, subject=subject,
+                            keywords=[name, "OOMKilled", str(limits.get("memory", ""))],
+                            remediation=[f"Raise the memory limit of {cname} (now {limits.get('memory', 'unset')}) "
+                                         "or find what grew its memory"],
+                            explains=["crash_loop", "connection_refused", "no_endpoints", "upstream_timeout",
+                                      "probe_failure", "dependency_outage", "error_spike_after_deploy"])
+                continue
+
+            crash = waiting.get("reason") == "CrashLoopBackOff" or (
+                terminated.get("reason") in ("Error", "Completed", "ContainerCannotRun", "StartError")
+                and int(terminated.get("exitCode") or 0) != 0 and restarts >= 2 and not stale)
+            if crash:
+                evidence = [inv.add_evidence(
+                    "kubernetes", query, f"{cname}:crash",
+                    f"{subject} container {cname} is crash-looping: {waiting.get('reason') or 'restarting'}, "
+                    f"last exit code {terminated.get('exitCode')} ({terminated.get('reason', 'unknown')}), "
+                    f"{restarts} restarts", _fmt({"state": cs.get("state"), "lastState": cs.get("lastState"),
+                                                 "restartCount": restarts}), finished)]
+                onset = finished
+                tail = inv.pod_logs(ns, name, cname, previous=True, tail=50)
+                causes = _log_causes(inv, tail, ns, name, cname)
+                if causes:
+                    evidence.append(causes[1])
+                    onset = causes[2] or onset
+                explain = ["connection_refused", "no_endpoints", "upstream_timeout", "probe_failure",
+                           "dependency_outage"]
+                inv.propose("crash_loop",
+                            f"Container {cname} of {subject} keeps exiting (code {terminated.get('exitCode')}), "
+                            f"{restarts} restarts" + (f"; its last log lines show {causes[0].label}" if causes else
+                                                      "") + ".",
+                            evidence, (0.55 + 0.05 * min(restarts, 4)) * weight, onset=onset, subject=subject,
+                            keywords=[name, "CrashLoopBackOff"], explains=explain)
+                if causes and causes[0].root_cause == "config_error":
+                    inv.propose("config_error",
+                                f"Container {cname} of {subject} exits on start with a configuration error: "
+                                f"{causes[3]}", evidence, 0.75 * weight, onset=onset, subject=subject,
+                                keywords=[name], explains=["crash_loop", *explain, "bad_rollout"])
+            elif restarts > 0 and stale:
+                ev = inv.add_evidence("kubernetes", query, f"{cname}:old-restart",
+                                      f"{subject} container {cname} restarted {restarts} times, last "
+                                      f"{ago(finished, inv.alert_time)} before the alert "
+                                      f"({terminated.get('reason')})", _fmt({"lastState": cs.get("lastState")}),
+                                      finished)
+                inv.propose("crash_loop", f"{subject} restarted {restarts} times, last {ago(finished, inv.alert_time)}"
+                            " before the alert; it has been running since.", [ev], 0.1, onset=finished,
+                            subject=subject)
+
+
+def _log_causes(inv: Investigation, text: str, ns: str, pod: str, container: str):
+    """The most telling signature in a crashed container's last log lines, as evidence."""
+    priority = ("config", "disk", "memory", "tls", "dns", "refused", "pool", "fd", "timeout")
+    best = None
+    for line in text.splitlines():
+        for sig in classify_line(line):
+            if sig.name in priority and (best is None or priority.index(sig.name) < priority.index(best[0].name)):
+                best = (sig, line)
+    if best is None:
+        return None
+    sig, line = best
+    ts = log_line_time(line)
+    message = line.split(" ", 1)[1] if ts else line
+    ev = inv.add_evidence("kubernetes", f"kubectl logs -n {ns} {pod} -c {container} --previous --timestamps --tail=50",
+                          f"{sig.name}:{line[:80]}", f"{ns}/{pod} ({container}) previous run logged {sig.label}",
+                          "\n".join(text.splitlines()[-8:]), ts)
+    return sig, ev, ts, message.strip()
+
+
+def _pending(inv: Investigation, pods: list[dict[str, Any]]) -> None:
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") != "Pending":
+            continue
+        meta = pod.get("metadata") or {}
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "PodScheduled" and cond.get("status") == "False":
+                subject = f"{meta.get('namespace')}/{meta.get('name')}"
+                since = parse_time(cond.get("lastTransitionTime")) or created(pod)
+                ev = inv.add_evidence("kubernetes", f"kubectl get pods -n {meta.get('namespace')} {meta.get('name')}"
+                                      " -o json", "unschedulable",
+                                      f"{subject} is Pending: {cond.get('reason')}: {cond.get('message', '')}",
+                                      _fmt(cond), since)
+                weight = inv.relevance(inv.pod_service(pod), meta.get("namespace"))
+                inv.propose("unschedulable", f"Pod {subject} cannot be scheduled: {cond.get('message', '')}",
+                            [ev], 0.7 * weight, onset=since, subject=subject,
+                            keywords=[meta.get("name", ""), "FailedScheduling"],
+                            explains=["no_endpoints", "autoscaling_limit", "upstream_timeout"])
+
+
+EVENT_CAUSES = {
+    "Unhealthy": "probe_failure",
+    "FailedScheduling": "unschedulable",
+    "FailedMount": "volume_failure",
+    "FailedAttachVolume": "volume_failure",
+    "Evicted": "node_pressure",
+    "EvictionThresholdMet": "node_pressure",
+    "NodeHasDiskPressure": "node_pressure",
+    "NodeHasInsufficientMemory": "node_pressure",
+    "OOMKilling": "oom_killed",
+    "NodeNotReady": "node_not_ready",
+}
+
+
+def _events(inv: Investigation) -> None:
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for event in inv.k8s("events"):
+        if event.get("type") != "Warning":
+            continue
+        reason = event.get("reason", "")
+        cause = EVENT_CAUSES.get(reason)
+        message = event.get("message", "")
+        if reason in ("Failed", "BackOff") and ("pull" in message.lower() or "image" in message.lower()):
+            cause = "image_pull_failure"
+        if cause is None:
+            continue
+        obj = event.get("involvedObject") or {}
+        groups.setdefault((cause, f"{obj.get('namespace', '')}/{obj.get('name', '')}"), []).append(event)
+    for (cause, subject), events in groups.items():
+        first = min((parse_time(e.get("firstTimestamp") or e.get("eventTime")) or inv.alert_time) for e in events)
+        last = max((parse_time(e.get("lastTimestamp") or e.get("eventTime")) or inv.alert_time) for e in events)
+        count = sum(int(e.get("count") or 1) for e in events)
+        obj = events[0].get("involvedObject") or {}
+        ns = obj.get("namespace") or (events[0].get("metadata") or {}).get("namespace")
+        query = f"kubectl get events -n {ns} --field-selector involvedObject.name={obj.get('name')},type=Warning" \
+            if ns else f"kubectl get events -A --field-selector involvedObject.name={obj.get('name')},type=Warning"
+        messages = sorted({e.get("message", "") for e in events})
+        ev = inv.add_evidence("kubernetes", query, f"{cause}:{subject}",
+                              f"{count} {events[0].get('reason')} warning(s) on {obj.get('kind', '')} {subject} "
+                              f"from {iso(first)} to {iso(last)}", "\n".join(messages[:5]), first, last)
+        if last < inv.window_start or first < inv.alert_time - STALE_AFTER and last < inv.alert_time - CHANGE_LOOKBACK:
+            continue
+        chronic = first < inv.alert_time - STALE_AFTER
+        service = obj.get("name", "").rsplit("-", 2)[0] if obj.get("kind") == "Pod" else obj.get("name")
+        weight = inv.relevance(service, ns) if obj.get("kind") != "Node" else 0.9
+        base = {"probe_failure": 0.45, "unschedulable": 0.65, "volume_failure": 0.7, "node_pressure": 0.6,
+                "oom_killed": 0.6, "node_not_ready": 0.6, "image_pull_failure": 0.65}[cause]
+        confidence = (base + 0.05 * min(count, 4)) * weight * (0.3 if chronic else 1.0)
+        statement = f"{events[0].get('reason')} on {obj.get('kind', 'object')} {subject}: {messages[0][:200]}"
+        if chronic:
+            statement += f" (recurring since {ago(first, inv.alert_time)}, before the incident)"
+        explains = {"probe_failure": ["no_endpoints", "connection_refused", "upstream_timeout"],
+                    "unschedulable": ["no_endpoints", "autoscaling_limit"],
+                    "volume_failure": ["crash_loop", "no_endpoints", "unschedulable"],
+                    "node_pressure": ["crash_loop", "no_endpoints", "probe_failure", "upstream_timeout"],
+                    "node_not_ready": ["no_endpoints", "connection_refused", "upstream_timeout", "probe_failure",
+                                       "crash_loop"],
+                    }.get(cause, [])
+        inv.propose(cause, statement, [ev], confidence, onset=first, subject=subject,
+                    keywords=[obj.get("name", ""), events[0].get("reason", "")], explains=explains)
+
+
+def _nodes(inv: Investigation, pods: list[dict[str, Any]]) -> None:
+    for node in inv.k8s("nodes"):
+        name = (node.get("metadata") or {}).get("name", "")
+        hosted = [p for p in pods if (p.get("spec") or {}).get("nodeName") == name]
+        affected = [p for p in hosted if inv.relevance(inv.pod_service(p), (p.get("metadata") or {})
+                                                       .get("namespace")) >= 0.8]
+        for cond in (node.get("status") or {}).get("conditions") or []:
+            kind, status = cond.get("type"), cond.get("status")
+            since = parse_time(cond.get("lastTransitionTime"))
+            bad = (kind == "Ready" and status != "True") or (
+                kind in ("MemoryPressure", "DiskPressure", "PIDPressure") and status == "True")
+            if not bad:
+                continue
+            cause = "node_not_ready" if kind == "Ready" else "node_pressure"
+            ev = inv.add_evidence("kubernetes", f"kubectl get node {name} -o json", f"{kind}",
+                                  f"Node {name} {kind}={status} since {iso(since)}: {cond.get('reason', '')} "
+                                  f"{cond.get('message', '')}".strip(), _fmt(cond), since)
+            names = ", ".join((p.get("metadata") or {}).get("name", "") for p in affected[:5])
+            weight = 1.0 if affected else 0.6
+            stale = since is not None and since < inv.alert_time - STALE_AFTER
+            inv.propose(cause, f"Node {name} is {kind}={status} since {iso(since)} ({cond.get('reason', '')})"
+                        + (f"; it runs {names}" if names else "") + ".", [ev],
+                        (0.3 if stale else 0.8) * weight, onset=since, subject=f"node/{name}",
+                        keywords=[name, kind if kind != "Ready" else "NotReady"],
+                        explains=["no_endpoints", "connection_refused", "upstream_timeout", "crash_loop",
+                                  "probe_failure", "unschedulable", "failover", "replication_lag"])
+
+
+def rollout_changes(inv: Investigation) -> list[dict[str, Any]]:
+    """Deployments whose newest ReplicaSet appeared within the change window, with what changed."""
+    if "rollouts" in inv._cache:
+        return inv._cache["rollouts"]
+    out = []
+    for dep, replicasets in inv.deployments_with_replicasets(None):
+        if not replicasets:
+            continue
+        meta = dep.get("metadata") or {}
+        newest = replicasets[0]
+        when = created(newest)
+        if when is None:
+            continue
+        previous = replicasets[1] if len(replicasets) > 1 else None
+        diff = _template_diff(previous, newest) if previous else ["first revision"]
+        out.append({"deployment": dep, "namespace": meta.get("namespace"), "name": meta.get("name"),
+                    "newest": newest, "previous": previous, "time": when, "diff": diff,
+                    "revision": revision(newest), "service": _dep_service(dep)})
+    inv._cache["rollouts"] = out
+    return out
+
+
+def _dep_service(dep: dict[str, Any]) -> str:
+    labels = (((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels") or {}
+    for key in ("app.kubernetes.io/name", "app", "service", "k8s-app"):
+        if labels.get(key):
+            return labels[key]
+    return (dep.get("metadata") or {}).get("name", "")
+
+
+def _containers_of(rs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c.get("name"): c for c in (((rs.get("spec") or {}).get("template") or {}).get("spec") or {})
+            .get("containers") or []}
+
+
+def _template_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    changes = []
+    before, after = _containers_of(old), _containers_of(new)
+    for name, container in after.items():
+        prev = before.get(name, {})
+        if prev.get("image") != container.get("image"):
+            changes.append(f"image {prev.get('image')} → {container.get('image')}")
+        for field_ in ("resources", "args", "command", "livenessProbe", "readinessProbe", "ports"):
+            if prev.get(field_) != container.get(field_):
+                changes.append(f"{name} {field_}: {_short(prev.get(field_))} → {_short(container.get(field_))}")
+        env_old = {e.get("name"): e.get("value", e.get("valueFrom")) for e in prev.get("env") or []}
+        env_new = {e.get("name"): e.get("value", e.get("valueFrom")) for e in container.get("env") or []}
+        for key in sorted(set(env_old) | set(env_new)):
+            if env_old.get(key) != env_new.get(key):
+                changes.append(f"{name} env {key}: {_short(env_old.get(key))} → {_short(env_new.get(key))}")
+    return changes or ["pod template labels/annotations only"]
+
+
+def _rollouts(inv: Investigation) -> None:
+    pods = inv.pods()
+    for change in rollout_changes(inv):
+        when, newest = change["time"], change["newest"]
+        ns, name = change["namespace"], change["name"]
+        weight = inv.relevance(change["service"], ns)
+        rs_name = (newest.get("metadata") or {}).get("name", "")
+        query = f"kubectl rollout history deployment/{name} -n {ns} (ReplicaSets)"
+        summary = (f"Deployment {ns}/{name} rolled out revision {change['revision']} ({rs_name}) at {iso(when)}: "
+                   + "; ".join(change["diff"][:4]))
+        ev = inv.add_evidence("kubernetes", query, rs_name, summary, "\n".join(change["diff"]), when)
+        if when < inv.alert_time - STALE_AFTER or (change["previous"] is None and when < inv.alert_time - CHANGE_LOOKBACK):
+            continue
+        if when < inv.alert_time - CHANGE_LOOKBACK or when > inv.now:
+            continue
+        new_pods = [p for p in pods if any(o.get("name") == rs_name for o in
+                                           (p.get("metadata") or {}).get("ownerReferences") or [])]
+        failing = [p for p in new_pods if not _pod_ok(p)]
+        status = change["deployment"].get("status") or {}
+        stuck = any(c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded"
+                    for c in status.get("conditions") or [])
+        if failing or stuck or int(status.get("unavailableReplicas") or 0) > 0:
+            detail = f"{len(failing)} of {len(new_pods)} new pods not ready" if new_pods else "rollout stuck"
+            inv.propose("bad_rollout", f"The rollout of {ns}/{name} to revision {change['revision']} at {iso(when)} "
+                        f"broke it ({detail}); it changed " + "; ".join(change["diff"][:3]) + ".", [ev],
+                        0.55 * weight, onset=when, subject=f"{ns}/{name}",
+                        keywords=[name, *[d.split(" → ")[-1] for d in change["diff"][:1]]],
+                        remediation=[f"kubectl rollout undo deployment/{name} -n {ns}"],
+                        explains=["crash_loop", "probe_failure", "no_endpoints", "connection_refused",
+                                  "upstream_timeout", "error_spike_after_deploy"])
+
+
+def _pod_ok(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running":
+        return False
+    return all(cs.get("ready") for cs in status.get("containerStatuses") or [])
+
+
+def _autoscaling(inv: Investigation) -> None:
+    for hpa in inv.k8s("hpa"):
+        meta, spec, status = hpa.get("metadata") or {}, hpa.get("spec") or {}, hpa.get("status") or {}
+        max_replicas = int(spec.get("maxReplicas") or 0)
+        current = int(status.get("currentReplicas") or 0)
+        desired = int(status.get("desiredReplicas") or 0)
+        limited = [c for c in status.get("conditions") or [] if c.get("type") == "ScalingLimited"
+                   and c.get("status") == "True"]
+        if not max_replicas or current < max_replicas:
+            continue
+        since = parse_time(limited[0].get("lastTransitionTime")) if limited else parse_time(
+            status.get("lastScaleTime"))
+        target = (spec.get("scaleTargetRef") or {}).get("name", meta.get("name", ""))
+        ev = inv.add_evidence("kubernetes", f"kubectl get hpa -n {meta.get('namespace')} {meta.get('name')} -o json",
+                              "at-max", f"HPA {meta.get('namespace')}/{meta.get('name')} at maxReplicas "
+                              f"{max_replicas} (current {current}, desired {desired})",
+                              _fmt({"spec.maxReplicas": max_replicas, "status": status}), since)
+        weight = inv.relevance(target, meta.get("namespace"))
+        pressure = desired > max_replicas or bool(limited)
+        inv.propose("autoscaling_limit", f"The autoscaler for {target} is pinned at its maximum of {max_replicas} "
+                    f"replicas (desired {desired}) since {iso(since)}.", [ev], (0.7 if pressure else 0.4) * weight,
+                    onset=since, subject=f"{meta.get('namespace')}/{target}",
+                    keywords=[target, "maxReplicas"],
+                    explains=["upstream_timeout", "cpu_throttling", "rate_limited"])
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _fmt(value: Any) -> str:
+    import json
+
+    return json.dumps(value, default=str, indent=1)[:1200]
+
+
+__all__ = ["run", "rollout_changes", "timedelta"]

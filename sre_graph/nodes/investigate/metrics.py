@@ -1,0 +1,117 @@
+"""Metric series read the way an SRE reads a dashboard: what moved, when, and how."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sre_graph.nodes.investigate.common import Investigation
+from sre_graph.nodes.investigate.signals import SeriesStats, label_map, series_stats
+from sre_graph.timeutil import iso
+
+KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("throttle", re.compile(r"throttl", re.I)),
+    ("fd", re.compile(r"(?:^|[._])(?:fds?|file_?descriptors?|open_?files|handles|threads|goroutines)(?:$|[._])",
+                      re.I)),
+    ("lag", re.compile(r"lag|replication", re.I)),
+    ("connections", re.compile(r"connection|conn(?:s)?(?:$|[._])|pool", re.I)),
+    ("memory", re.compile(r"mem|heap|rss|working_?set", re.I)),
+    ("errors", re.compile(r"error|5xx|fail|exception", re.I)),
+    ("latency", re.compile(r"latency|duration|p99|p95|p90|response_?time", re.I)),
+    ("disk", re.compile(r"disk|storage|filesystem|fs[._]|volume", re.I)),
+    ("cpu", re.compile(r"cpu", re.I)),
+    ("requests", re.compile(r"request|rps|calls|throughput|qps", re.I)),
+)
+
+SERVICE_KEYS = ("service.name", "service", "k8s.deployment.name", "app", "k8s.container.name", "job")
+
+
+@dataclass
+class MetricAnomaly:
+    """One series that moved around the alert."""
+
+    kind: str
+    metric: str
+    service: str
+    stats: SeriesStats
+    evidence_id: str
+
+
+def metric_kind(name: str) -> str | None:
+    """The family a metric belongs to, by its name."""
+    for kind, pattern in KIND_PATTERNS:
+        if pattern.search(name):
+            return kind
+    return None
+
+
+def series_service(labels: dict[str, str]) -> str:
+    """The service a series is about."""
+    for key in SERVICE_KEYS:
+        if labels.get(key):
+            return labels[key]
+    pod = labels.get("k8s.pod.name")
+    return pod.rsplit("-", 2)[0] if pod else ""
+
+
+def scan(inv: Investigation, kinds: tuple[str, ...]) -> list[MetricAnomaly]:
+    """Series of the given kinds that changed around the alert; proposes the findings they support."""
+    found: list[MetricAnomaly] = []
+    for name in inv.metric_names():
+        kind = metric_kind(name)
+        if kind not in kinds:
+            continue
+        for series in inv.metric(name):
+            labels = label_map(series)
+            service = series_service(labels)
+            weight = inv.relevance(service, labels.get("k8s.namespace.name"))
+            stats = series_stats(series.get("values") or [], inv.alert_time - timedelta(minutes=10))
+            if stats is None:
+                continue
+            anomaly = _judge(inv, kind, name, service, labels, stats, weight)
+            if anomaly:
+                found.append(anomaly)
+    return found
+
+
+def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[str, str], stats: SeriesStats,
+           weight: float) -> MetricAnomaly | None:
+    ratio = stats.ratio
+    rose = ratio is not None and ratio >= 1.8 or (stats.before in (0, None) and (stats.after or 0) > 0)
+    growth = stats.last / stats.first if stats.first else None
+    steady_growth = (stats.monotonic_share >= 0.8 and stats.span_minutes >= 45 and growth is not None
+                     and growth >= 1.4)
+    if not (rose or steady_growth):
+        return None
+    where = ", ".join(f"{k}={v}" for k, v in labels.items() if k in SERVICE_KEYS or k.startswith("k8s."))
+    if steady_growth and not (ratio and ratio >= 1.8):
+        how = (f"grew steadily from {stats.first:g} to {stats.last:g} over {stats.span_minutes:.0f} min "
+               f"({stats.monotonic_share:.0%} of steps up)")
+    else:
+        how = f"rose from a median of {stats.before:g} to {stats.after:g}" + (
+            f" (×{ratio:.1f})" if ratio else "") + (f", starting {iso(stats.change_at)}" if stats.change_at else "")
+    query = f"metric {name}{' where ' + where if where else ''}"
+    evidence_id = inv.add_evidence("signoz", query, f"{service}:{name}", f"{name} for {service or where}: {how}",
+                                   f"first={stats.first:g} last={stats.last:g} peak={stats.peak:g}",
+                                   stats.change_at or inv.alert_time)
+    anomaly = MetricAnomaly(kind, name, service, stats, evidence_id)
+    subject = service or where
+    if kind == "throttle" and rose:
+        inv.propose("cpu_throttling", f"{subject} is CPU-throttled at its limit: {name} {how}.", [evidence_id],
+                    0.65 * weight, onset=stats.change_at, subject=subject, keywords=[service, "throttl"],
+                    explains=["upstream_timeout", "probe_failure", "error_spike_after_deploy", "dependency_outage"])
+    elif kind == "memory" and steady_growth:
+        inv.propose("memory_leak", f"Memory of {subject} grows without levelling off: {name} {how}.", [evidence_id],
+                    0.6 * weight, onset=stats.change_at or inv.alert_time - timedelta(minutes=stats.span_minutes),
+                    subject=subject, keywords=[service, "memory"],
+                    explains=["oom_killed", "crash_loop", "upstream_timeout", "probe_failure", "node_pressure"])
+    elif kind == "fd" and (steady_growth or rose):
+        inv.propose("resource_leak", f"{subject} leaks resources: {name} {how}.", [evidence_id], 0.55 * weight,
+                    onset=stats.change_at, subject=subject, keywords=[service],
+                    explains=["connection_exhaustion", "crash_loop", "upstream_timeout"])
+    elif kind == "connections" and steady_growth:
+        inv.propose("resource_leak", f"{subject} keeps opening connections it never releases: {name} {how}.",
+                    [evidence_id], 0.45 * weight, onset=stats.change_at, subject=subject, keywords=[service],
+                    explains=["connection_exhaustion", "upstream_timeout"])
+    return anomaly

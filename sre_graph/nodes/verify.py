@@ -1,0 +1,122 @@
+"""verify: keep only findings backed by evidence in state, rank them, and decide on another round.
+
+Ranking follows how an SRE weighs candidates: a mechanism (a limit hit, an
+expired certificate) beats a symptom (refused connections); a finding that
+explains other findings beats the findings it explains; the cause must fit the
+time line (started before the alert, not days before it); and independent
+sources count.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from sre_graph import taxonomy
+from sre_graph.context import Context, as_context
+from sre_graph.models import Finding, RuledOut
+from sre_graph.nodes.investigate.common import STALE_AFTER, ago
+from sre_graph.nodes.route import INVESTIGATORS
+from sre_graph.state import IncidentState, typed
+
+DECISIVE = 0.95
+"""A leading score at or above this ends the investigation."""
+CONCLUSIVE = 0.7
+"""Below this, the leading finding is not enough: the conclusion is ``unknown``."""
+
+
+def merge_duplicates(findings: list[Finding]) -> list[Finding]:
+    """One finding per (root cause, subject): union of evidence, the strongest statement."""
+    merged: dict[tuple[str, str], Finding] = {}
+    for finding in findings:
+        key = (finding.root_cause, finding.subject or finding.statement)
+        existing = merged.get(key)
+        if existing is None:
+            merged[key] = finding.model_copy(deep=True)
+            continue
+        best = finding if finding.confidence > existing.confidence else existing
+        combined = best.model_copy(deep=True)
+        combined.evidence_ids = list(dict.fromkeys(existing.evidence_ids + finding.evidence_ids))
+        combined.keywords = list(dict.fromkeys(existing.keywords + finding.keywords))
+        combined.explains = list(dict.fromkeys(existing.explains + finding.explains))
+        combined.remediation = list(dict.fromkeys(existing.remediation + finding.remediation))
+        onsets = [o for o in (existing.onset, finding.onset) if o]
+        combined.onset = min(onsets) if onsets else None
+        merged[key] = combined
+    return list(merged.values())
+
+
+def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], alert_time) -> Finding:
+    """Score one finding against the others and the alert's time line; record why."""
+    notes: list[str] = []
+    value = finding.confidence
+    depth = taxonomy.get(finding.root_cause).depth
+    value += 0.08 * depth
+    sources = {evidence[e].source for e in finding.evidence_ids if e in evidence}
+    if len(sources) > 1:
+        value += 0.08 * (len(sources) - 1)
+        notes.append(f"supported by {len(sources)} independent sources ({', '.join(sorted(sources))})")
+    if finding.onset is not None:
+        if finding.onset > alert_time + timedelta(minutes=10):
+            value -= 0.3
+            notes.append(f"began {ago(alert_time, finding.onset).replace(' ago', '')} after the alert fired")
+        elif finding.onset < alert_time - STALE_AFTER:
+            value -= 0.4
+            notes.append(f"began {ago(finding.onset, alert_time)} before the alert: too old to explain it")
+        else:
+            value += 0.1
+            notes.append(f"began {ago(finding.onset, alert_time)} before the alert" if finding.onset <= alert_time
+                         else "began as the alert fired")
+    strong_others = [o for o in others if o is not finding and o.confidence >= 0.3]
+    explained = sorted({o.root_cause for o in strong_others if o.root_cause in finding.explains
+                        and o.root_cause != finding.root_cause})
+    if explained:
+        value += min(0.1 * len(explained), 0.2)
+        notes.append(f"explains the {', '.join(explained)} also observed")
+    explained_by = sorted({o.root_cause for o in strong_others if finding.root_cause in o.explains
+                           and o.root_cause != finding.root_cause and o.confidence >= finding.confidence * 0.8})
+    if explained_by:
+        value -= 0.1
+        notes.append(f"could itself be a consequence of {', '.join(explained_by)}")
+    return finding.model_copy(update={"score": round(value, 3), "rank_notes": notes})
+
+
+def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Drop unsupported findings, rank the rest, and ask for another round if nothing decides."""
+    state = typed(state)
+    context = as_context(runtime.context)
+    evidence = state.get("evidence") or {}
+    alert = state["parsed_alert"]
+    dropped: list[str] = []
+    supported: list[Finding] = []
+    for finding in state.get("findings") or []:
+        missing = [e for e in finding.evidence_ids if e not in evidence]
+        if not finding.evidence_ids or missing:
+            dropped.append(f"{finding.root_cause}: '{finding.statement[:120]}' cites evidence that was never "
+                           f"gathered ({', '.join(missing) or 'no evidence ids'})")
+            continue
+        supported.append(finding)
+    merged = merge_duplicates(supported)
+    ranked = sorted((score(f, merged, evidence, alert.timestamp) for f in merged), key=lambda f: -f.score)
+
+    ruled_out: list[RuledOut] = []
+    leader = ranked[0] if ranked else None
+    for finding in ranked[1:] if leader else []:
+        reasons = [n for n in finding.rank_notes if "too old" in n or "after the alert" in n or "consequence" in n]
+        if leader and finding.root_cause in leader.explains:
+            reasons.append(f"explained by the leading cause ({leader.root_cause})")
+        if finding.confidence < 0.3 and not reasons:
+            reasons.append("weak signal (" + finding.statement[:100] + ")")
+        if reasons and len(ruled_out) < 8:
+            ruled_out.append(RuledOut(root_cause=finding.root_cause, statement=finding.statement,
+                                      reason="; ".join(reasons), evidence_ids=finding.evidence_ids[:3]))
+
+    round_ = state.get("round", 1)
+    done = set(state.get("domains_investigated") or [])
+    remaining = [d for d in INVESTIGATORS if d not in done]
+    decisive = leader is not None and leader.score >= DECISIVE and taxonomy.get(leader.root_cause).depth >= 2
+    next_domains = remaining if (not decisive and remaining and round_ < context.max_rounds) else []
+    return {"ranked": ranked, "ruled_out": ruled_out, "dropped": dropped, "next_domains": next_domains,
+            "round": round_ + 1 if next_domains else round_}
