@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from sre_graph import taxonomy
 from sre_graph.context import Context, as_context
 from sre_graph.models import Evidence, Finding, Report, TimelineEntry, utcnow
-from sre_graph.nodes.verify import CONCLUSIVE
+from sre_graph.nodes.verify import CONCLUSIVE, follows
 from sre_graph.state import IncidentState, typed
 from sre_graph.timeutil import iso
 
@@ -18,7 +18,8 @@ MAX_EVIDENCE = 10
 
 def _supporting(leader: Finding, ranked: list[Finding]) -> list[Finding]:
     """Findings the leader explains: the causal chain shown under it."""
-    return [f for f in ranked if f is not leader and f.root_cause in leader.explains and f.score >= 0.5][:4]
+    return [f for f in ranked if f is not leader and f.root_cause in leader.explains and f.score >= 0.35
+            and follows(leader, f)][:4]
 
 
 def build_report(state: IncidentState, model: str = "rules") -> Report:
@@ -52,7 +53,9 @@ def build_report(state: IncidentState, model: str = "rules") -> Report:
         statement = leader.statement
         chain = _supporting(leader, ranked)
         cited_ids = leader.evidence_ids + [e for f in chain for e in f.evidence_ids]
-        confidence = round(min(leader.score / 1.3, 0.99), 2)
+        runner_up = next((f.score for f in ranked[1:] if f.root_cause != leader.root_cause), 0.0)
+        margin = min(max(leader.score - runner_up, 0.0) / 0.5, 1.0)
+        confidence = round(min(0.35 + 0.35 * leader.confidence + 0.3 * margin, 0.97), 2)
         remediation = list(dict.fromkeys(leader.remediation + list(entry.remediation)))
     cited = [evidence[e] for e in dict.fromkeys(cited_ids) if e in evidence][:MAX_EVIDENCE]
 

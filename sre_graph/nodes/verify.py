@@ -48,6 +48,13 @@ def merge_duplicates(findings: list[Finding]) -> list[Finding]:
     return list(merged.values())
 
 
+def follows(cause: Finding, effect: Finding) -> bool:
+    """Whether ``effect`` could be a consequence of ``cause`` by the time line (a symptom cannot precede its cause)."""
+    if cause.onset is None or effect.onset is None:
+        return True
+    return effect.onset >= cause.onset - timedelta(minutes=2)
+
+
 def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], alert_time) -> Finding:
     """Score one finding against the others and the alert's time line; record why."""
     notes: list[str] = []
@@ -64,19 +71,21 @@ def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], ale
             notes.append(f"began {ago(alert_time, finding.onset).replace(' ago', '')} after the alert fired")
         elif finding.onset < alert_time - STALE_AFTER:
             value -= 0.4
-            notes.append(f"began {ago(finding.onset, alert_time)} before the alert: too old to explain it")
+            notes.append(f"began {ago(finding.onset, alert_time).removesuffix(' ago')} before the alert: too old to "
+                         "explain it")
         else:
             value += 0.1
-            notes.append(f"began {ago(finding.onset, alert_time)} before the alert" if finding.onset <= alert_time
-                         else "began as the alert fired")
+            notes.append(f"began {ago(finding.onset, alert_time).removesuffix(' ago')} before the alert"
+                         if finding.onset <= alert_time else "began as the alert fired")
     strong_others = [o for o in others if o is not finding and o.confidence >= 0.3]
     explained = sorted({o.root_cause for o in strong_others if o.root_cause in finding.explains
-                        and o.root_cause != finding.root_cause})
+                        and o.root_cause != finding.root_cause and follows(finding, o)})
     if explained:
         value += min(0.1 * len(explained), 0.2)
         notes.append(f"explains the {', '.join(explained)} also observed")
     explained_by = sorted({o.root_cause for o in strong_others if finding.root_cause in o.explains
-                           and o.root_cause != finding.root_cause and o.confidence >= finding.confidence * 0.8})
+                           and o.root_cause != finding.root_cause and o.confidence >= finding.confidence * 0.8
+                           and follows(o, finding)})
     if explained_by:
         value -= 0.1
         notes.append(f"could itself be a consequence of {', '.join(explained_by)}")

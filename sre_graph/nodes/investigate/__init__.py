@@ -16,11 +16,11 @@ from sre_graph.nodes.investigate import application, database, infrastructure, n
 from sre_graph.nodes.investigate.common import Investigation
 from sre_graph.state import InvestigatorInput, typed
 
-RUNBOOKS: dict[str, Callable[[Investigation], None]] = {
-    "network": network.run,
-    "database": database.run,
-    "infrastructure": infrastructure.run,
-    "application": application.run,
+RUNBOOKS: dict[str, tuple[Callable[[Investigation], None], ...]] = {
+    "network": network.STEPS,
+    "database": database.STEPS,
+    "infrastructure": infrastructure.STEPS,
+    "application": application.STEPS,
 }
 
 
@@ -29,7 +29,13 @@ def run_runbook(domain: str, state: InvestigatorInput, context: Context | None) 
     state = typed(state)
     sources = resolve_sources(context)
     inv = Investigation(state["parsed_alert"], state["classification"], sources, domain)
-    RUNBOOKS[domain](inv)
+    for step in RUNBOOKS[domain]:
+        try:
+            step(inv)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, ZeroDivisionError) as exc:
+            # Recorded data can be shaped in ways a step did not foresee: say so, keep the other steps.
+            name = getattr(step, "__name__", "step").lstrip("_")
+            inv.unavailable.setdefault(f"{domain} analyzer {name}", f"{type(exc).__name__}: {exc}")
     return {
         "domains_investigated": [domain],
         "evidence": inv.evidence,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta
+from urllib.parse import urlparse
 
 from sre_graph.nodes.investigate import metrics as metric_signals
 from sre_graph.nodes.investigate.common import CHANGE_LOOKBACK, STALE_AFTER, Investigation, ago, last_change
@@ -14,12 +15,67 @@ from sre_graph.timeutil import iso, parse_time
 _BUCKET = timedelta(minutes=5)
 
 
-def run(inv: Investigation) -> None:
-    """Check what changed in the application and how its error rate moved."""
-    spikes = _error_spikes(inv)
-    _deploys(inv, spikes)
-    _config(inv)
-    _leaks_and_dependencies(inv)
+def _deploys_against_errors(inv: Investigation) -> None:
+    _deploys(inv, _error_spikes(inv))
+
+
+def _internal_host(host: str, internal: set[str]) -> bool:
+    return (".svc" in host or host.endswith(".local") or host.split(".", 1)[0] in internal or "." not in host
+            or host.replace(".", "").isdigit())
+
+
+def _trace_origins(inv: Investigation) -> None:
+    """Follow failing traces down to the deepest failing span: where the errors originate."""
+    spans = [(parse_time(r.get("timestamp")), r.get("data") or {}) for r in inv.traces(start=inv.window_start)]
+    by_trace: dict[str, list[tuple[datetime | None, dict]]] = defaultdict(list)
+    for ts, span in spans:
+        by_trace[str(span.get("trace_id"))].append((ts, span))
+    internal = {s for s in (inv.pod_service(p) for p in inv.pods()) if s}
+    internal |= {span.get("service.name", "") for _, span in spans}
+    origins: Counter[tuple[str, str, str]] = Counter()
+    first_seen: dict[tuple[str, str, str], datetime] = {}
+    failing_traces = 0
+    for items in by_trace.values():
+        if not any(s.get("service.name") == inv.service for _, s in items):
+            continue
+        failed = [(t, s) for t, s in items if s.get("has_error") or str(s.get("response_status_code", ""))[:1] == "5"]
+        if not failed:
+            continue
+        failing_traces += 1
+        failed_ids = {s.get("span_id") for _, s in failed}
+        leaves = [(t, s) for t, s in failed if not any(o.get("parent_span_id") == s.get("span_id")
+                                                       and o.get("span_id") in failed_ids for _, o in failed)]
+        for ts, leaf in leaves:
+            url = str(leaf.get("http_url") or "")
+            host = urlparse(url).hostname if "://" in url else None
+            target = host or leaf.get("peer.service") or leaf.get("db_system") or ""
+            status = str(leaf.get("response_status_code") or leaf.get("status_message") or "error")
+            key = (leaf.get("service.name", ""), str(target), status)
+            origins[key] += 1
+            if ts and (key not in first_seen or ts < first_seen[key]):
+                first_seen[key] = ts
+    if not origins or failing_traces < 3:
+        return
+    (service, target, status), count = origins.most_common(1)[0]
+    share = count / failing_traces
+    onset = first_seen.get((service, target, status))
+    summary = (f"{failing_traces} failing traces through {inv.service} since {iso(inv.window_start)}; in {count} of "
+               f"them the deepest failing span is {service} calling {target or 'nothing'} ({status})")
+    excerpt = "\n".join(f"{n}× {s} → {t or '-'} ({c})" for (s, t, c), n in origins.most_common(5))
+    ev = inv.add_evidence("signoz", f"traces through service.name = '{inv.service}' with errors from "
+                          f"{iso(inv.window_start)} to {iso(inv.now)} (deepest failing span per trace)",
+                          f"origin|{service}|{target}|{status}", summary, excerpt, onset)
+    if target and not _internal_host(target, internal) and share >= 0.5:
+        peer = target.split(".")[-2] if target.count(".") >= 1 else target
+        inv.propose("dependency_outage", f"The errors originate outside the cluster: {service}'s calls to {target} "
+                    f"fail with {status} in {count} of {failing_traces} failing traces since {iso(onset)}.", [ev],
+                    0.55 + 0.3 * share, onset=onset, subject=target, keywords=[target, peer, status, service],
+                    remediation=[f"Fail over from {target} or degrade gracefully; contact the provider"],
+                    explains=["upstream_timeout", "autoscaling_limit", "error_spike_after_deploy",
+                              "connection_exhaustion", "rate_limited"])
+
+
+def _scan_metrics(inv: Investigation) -> None:
     metric_signals.scan(inv, kinds=("memory", "fd", "connections", "errors"))
 
 
@@ -152,3 +208,7 @@ def _leaks_and_dependencies(inv: Investigation) -> None:
                         [signal.evidence_id], (0.5 + min(group.count, 30) / 100) * weight, onset=group.first,
                         subject=group.target, keywords=[group.target, group.service],
                         explains=["upstream_timeout", "connection_refused", "error_spike_after_deploy"])
+
+
+STEPS = (_deploys_against_errors, _trace_origins, _config, _leaks_and_dependencies, _scan_metrics)
+"""The runbook: each step reads one kind of signal."""

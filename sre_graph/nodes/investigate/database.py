@@ -9,18 +9,10 @@ from typing import Any
 
 from sre_graph.nodes.investigate.common import STALE_AFTER, Investigation, ago
 from sre_graph.nodes.investigate.logscan import log_signals
+from sre_graph.nodes.investigate.signals import volume_factor
 from sre_graph.timeutil import iso, parse_time
 
 SLOW_MS = 100
-
-
-def run(inv: Investigation) -> None:
-    """Check the database the alerted service depends on."""
-    _profiler(inv)
-    _current_ops(inv)
-    _replication(inv)
-    _server_status(inv)
-    _client_logs(inv)
 
 
 def _filter_fields(command: dict[str, Any]) -> list[str]:
@@ -91,20 +83,30 @@ def _profiler(inv: Investigation) -> None:
                 json.dumps([{"name": i.get("name"), "key": i.get("key"), "accesses": i.get("accesses")}
                             for i in indexes], default=str)[:800]))
         collection = ns.split(".", 1)[-1]
-        volume = min(len(in_window), 50) / 100
-        confidence = 0.6 + volume + (0.1 if not covered and indexes else 0) + (0.1 if ratio >= 1000 else 0)
+        apps = sorted({str(e.get("appName")) for e in items if e.get("appName")})
+        weight = client_relevance(inv, apps)
+        volume = min(len(in_window), 30) / 60
+        confidence = (0.45 + volume + (0.1 if not covered and indexes else 0) + (0.1 if ratio >= 1000 else 0)) * weight
         onset = in_window[0]
         inv.propose("missing_index",
                     f"Queries on {ns} filtering on {', '.join(fields) or 'unindexed fields'} run as {plan or 'scans'}"
                     f": they examine {ratio:.0f} documents for each one returned "
                     f"({len(in_window)} slow operations since {iso(onset)}, median {millis[len(millis) // 2]:.0f} ms)"
-                    + ("" if covered else "; no index covers the filter") + ".",
+                    + ("" if covered else "; no index covers the filter")
+                    + (f"; issued by {', '.join(apps)}" if apps else "") + ".",
                     evidence, confidence, onset=onset, subject=ns,
                     keywords=[collection, "COLLSCAN" if "COLLSCAN" in plan else plan, *fields[:2]],
                     remediation=[f"db.{collection}.createIndex({{{', '.join(f'{f}: 1' for f in fields)}}})"
                                  if fields else f"Add an index for the slow query on {ns}"],
                     explains=["upstream_timeout", "long_running_operation", "cache_pressure", "lock_contention",
-                              "connection_exhaustion", "dependency_outage", "error_spike_after_deploy"])
+                              "connection_exhaustion", "dependency_outage"])
+
+
+def client_relevance(inv: Investigation, apps: list[str]) -> float:
+    """How close the database clients (``appName``) are to the alert; 0.8 when they are not named."""
+    if not apps:
+        return 0.8
+    return max(inv.relevance(app) for app in apps)
 
 
 def _current_ops(inv: Investigation) -> None:
@@ -251,6 +253,11 @@ def _client_logs(inv: Investigation) -> None:
         weight = inv.relevance(signal.group.service)
         inv.propose(sig.root_cause, f"{signal.group.service} logged {signal.group.count} lines with {sig.label} "
                     f"since {iso(signal.group.first)}: {signal.group.samples[0][:160]}", [signal.evidence_id],
-                    (base + min(signal.group.count, 20) / 100) * weight, onset=signal.group.first,
+                    (base + min(signal.group.count, 20) / 100) * weight * volume_factor(signal.group.count),
+                    onset=signal.group.first,
                     subject=signal.group.target or signal.group.service,
                     keywords=[signal.group.service], explains=["upstream_timeout", "dependency_outage"])
+
+
+STEPS = (_profiler, _current_ops, _replication, _server_status, _client_logs)
+"""The runbook: each step reads one kind of signal."""

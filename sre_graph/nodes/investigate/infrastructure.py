@@ -23,16 +23,16 @@ PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImag
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
 
 
-def run(inv: Investigation) -> None:
-    """Check workloads and the platform under them."""
-    pods = inv.pods()
-    _containers(inv, pods)
-    _pending(inv, pods)
-    _events(inv)
-    _nodes(inv, pods)
-    _rollouts(inv)
-    _autoscaling(inv)
-    metric_signals.scan(inv, kinds=("throttle", "memory", "restarts"))
+def _scan_metrics(inv: Investigation) -> None:
+    metric_signals.scan(inv, kinds=("throttle", "memory"))
+
+
+def _pods(fn):
+    def step(inv: Investigation) -> None:
+        fn(inv, inv.pods())
+
+    step.__name__ = fn.__name__.lstrip("_")
+    return step
 
 
 def _container_statuses(pod: dict[str, Any]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -406,4 +406,7 @@ def _fmt(value: Any) -> str:
     return json.dumps(value, default=str, indent=1)[:1200]
 
 
-__all__ = ["run", "rollout_changes", "timedelta"]
+
+
+STEPS = (_pods(_containers), _pods(_pending), _events, _pods(_nodes), _rollouts, _autoscaling, _scan_metrics)
+"""The runbook: each step reads one kind of signal."""

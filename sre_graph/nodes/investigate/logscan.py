@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sre_graph.nodes.investigate.common import Investigation
-from sre_graph.nodes.investigate.signals import LineGroup, group_lines
+from sre_graph.nodes.investigate.signals import LineGroup, group_lines, is_quiet
 from sre_graph.timeutil import iso, parse_time
 from sre_graph.tools.replay import log_line_time
 
@@ -42,20 +42,25 @@ def log_signals(inv: Investigation) -> list[LogSignal]:
     query = f"logs where severity >= WARN from {iso(start)} to {iso(inv.now)} limit 5000"
     signals += _to_signals(inv, group_lines(lines, baseline_end), "signoz", query, earliest, baseline_end)
 
+    per_service: dict[tuple[str, str], tuple[list[str], list]] = {}
     for pod in inv.pods():
         meta = pod.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         service = inv.pod_service(pod) or name
         if inv.relevance(service, ns) < 0.8:
             continue
+        names, pod_lines = per_service.setdefault((ns, service), ([], []))
         for container in ((pod.get("spec") or {}).get("containers") or []):
             cname = container.get("name", "")
             text = inv.pod_logs(ns, name, cname, tail=500)
-            pod_lines = [(log_line_time(line), service, line.split(" ", 1)[-1]) for line in text.splitlines()]
-            first = min((t for t, _, _ in pod_lines if t), default=None)
-            query = f"kubectl logs -n {ns} {name} -c {cname} --timestamps --tail=500"
-            signals += _to_signals(inv, group_lines(pod_lines, baseline_end), "kubernetes", query, first,
-                                   baseline_end)
+            names.append(f"{name}/{cname}")
+            pod_lines += [(log_line_time(line), service, line.split(" ", 1)[-1]) for line in text.splitlines()
+                          if not is_quiet(line.split(" ", 1)[-1])]
+    for (ns, service), (names, pod_lines) in per_service.items():
+        first = min((t for t, _, _ in pod_lines if t), default=None)
+        query = (f"kubectl logs -n {ns} <pod> -c <container> --timestamps --tail=500 for {len(names)} "
+                 f"container(s) of {service}: {', '.join(names[:4])}{' …' if len(names) > 4 else ''}")
+        signals += _to_signals(inv, group_lines(pod_lines, baseline_end), "kubernetes", query, first, baseline_end)
     inv._cache["log_signals"] = signals
     return signals
 

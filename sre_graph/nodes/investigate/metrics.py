@@ -38,6 +38,10 @@ class MetricAnomaly:
     evidence_id: str
 
 
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:g}"
+
+
 def metric_kind(name: str) -> str | None:
     """The family a metric belongs to, by its name."""
     for kind, pattern in KIND_PATTERNS:
@@ -89,7 +93,7 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
         how = (f"grew steadily from {stats.first:g} to {stats.last:g} over {stats.span_minutes:.0f} min "
                f"({stats.monotonic_share:.0%} of steps up)")
     else:
-        how = f"rose from a median of {stats.before:g} to {stats.after:g}" + (
+        how = f"rose from a median of {_num(stats.before)} to {_num(stats.after)}" + (
             f" (×{ratio:.1f})" if ratio else "") + (f", starting {iso(stats.change_at)}" if stats.change_at else "")
     query = f"metric {name}{' where ' + where if where else ''}"
     evidence_id = inv.add_evidence("signoz", query, f"{service}:{name}", f"{name} for {service or where}: {how}",

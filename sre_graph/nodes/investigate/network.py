@@ -7,7 +7,7 @@ from typing import Any
 
 from sre_graph.nodes.investigate.common import CHANGE_LOOKBACK, STALE_AFTER, Investigation, ago, last_change
 from sre_graph.nodes.investigate.logscan import LogSignal, log_signals
-from sre_graph.nodes.investigate.signals import percentile
+from sre_graph.nodes.investigate.signals import percentile, volume_factor
 from sre_graph.timeutil import iso, parse_time
 from sre_graph.tools.replay import match_labels, selector_from_match_labels
 
@@ -24,8 +24,8 @@ _EXPIRY = re.compile(r"(?:is after|expired (?:on|at)|notAfter=?|expiry(?: date)?
                      r"(\d{4}-\d\d-\d\dT[\d:.]+Z?)", re.I)
 
 
-def run(inv: Investigation) -> None:
-    """Check how the alerted service talks to what it depends on."""
+def _signatures(inv: Investigation) -> None:
+    """Failing calls by log signature and target."""
     signals = [s for s in log_signals(inv) if s.group.signature.name in SIGNAL_BASE]
     merged: dict[tuple[str, str], list[LogSignal]] = {}
     for signal in signals:
@@ -33,9 +33,10 @@ def run(inv: Investigation) -> None:
         merged.setdefault(key, []).append(signal)
     for (name, subject), group in merged.items():
         _signature_finding(inv, name, subject, group)
-    _endpoints(inv, signals)
-    _policies(inv, signals)
-    _trace_errors(inv)
+
+
+def _network_signals(inv: Investigation) -> list[LogSignal]:
+    return [s for s in log_signals(inv) if s.group.signature.name in SIGNAL_BASE]
 
 
 def _signature_finding(inv: Investigation, name: str, subject: str, group: list[LogSignal]) -> None:
@@ -50,7 +51,7 @@ def _signature_finding(inv: Investigation, name: str, subject: str, group: list[
     threshold = 1 if name == "tls" else 3
     if count < threshold:
         return
-    confidence = (SIGNAL_BASE[name] + min(count, 20) / 100) * weight
+    confidence = (SIGNAL_BASE[name] + min(count, 20) / 100) * weight * (1.0 if name == "tls" else volume_factor(count))
     onset = first
     detail = ""
     if name == "tls":
@@ -71,7 +72,8 @@ def _signature_finding(inv: Investigation, name: str, subject: str, group: list[
                 onset=onset, subject=target or subject, keywords=keywords, explains=EXPLAINS[name])
 
 
-def _endpoints(inv: Investigation, signals: list[LogSignal]) -> None:
+def _endpoints(inv: Investigation) -> None:
+    signals = _network_signals(inv)
     wanted = inv.related_services() | {s.group.target for s in signals if s.group.target}
     pods = inv.pods()
     for svc in inv.k8s("services"):
@@ -132,7 +134,8 @@ def _policy_allows(policy: dict[str, Any], direction: str, peer: dict[str, Any])
     return False
 
 
-def _policies(inv: Investigation, signals: list[LogSignal]) -> None:
+def _policies(inv: Investigation) -> None:
+    signals = _network_signals(inv)
     pods = inv.pods()
     failing = [s for s in signals if s.group.signature.name in ("timeout", "refused") and not s.chronic]
     by_service: dict[str, list[dict]] = {}
@@ -231,3 +234,7 @@ def _trace_errors(inv: Investigation) -> None:
             cause, base = "dependency_outage", 0.35
         inv.propose(cause, f"{summary}.", [ev], base + min(error_rate, 0.5) * 0.2, subject=target,
                     keywords=[target], explains=["dependency_outage"] if cause != "dependency_outage" else [])
+
+
+STEPS = (_signatures, _endpoints, _policies, _trace_errors)
+"""The runbook: each step reads one kind of signal."""

@@ -60,7 +60,7 @@ SIGNATURES: tuple[Signature, ...] = (
               "connection pool exhaustion"),
     Signature("failover", "failover",
               _re(r"NotWritablePrimary|not master|NotPrimary|NotMaster|primary stepped down|stepping down|"
-                  r"InterruptedDueToReplStateChange|PrimarySteppedDown|no primary|election"),
+                  r"InterruptedDueToReplStateChange|PrimarySteppedDown|no primary"),
               "primary changes"),
     Signature("disk", "storage_full",
               _re(r"No space left on device|ENOSPC|disk (?:is )?full|OutOfDiskSpace|out of disk|"
@@ -131,6 +131,20 @@ def host_to_service(host: str) -> str:
     if ".svc" in host or host.count(".") == 1 and not host.endswith((".com", ".io", ".net", ".org")):
         return host.split(".", 1)[0]
     return host
+
+
+_QUIET = re.compile(r"(?:^|[\s\[\"'])(?:INFO|DEBUG|TRACE|NOTICE)(?:[\s\]\"':]|$)|\"level\":\s*(?:\"(?:info|debug|trace)\"|"
+                    r"[123]0\b)|\blevel=(?:info|debug|trace)\b", re.IGNORECASE)
+
+
+def is_quiet(text: str) -> bool:
+    """Whether a raw log line says it is informational (INFO/DEBUG), as container logs carry no severity field."""
+    return bool(_QUIET.search(text[:200]))
+
+
+def volume_factor(count: int) -> float:
+    """Down-weights a handful of lines: 4 lines are a hint, 15 or more a pattern."""
+    return min(1.0, 0.4 + count / 25)
 
 
 def classify_line(text: str) -> list[Signature]:

@@ -1,0 +1,1 @@
+"""The offline eval suite: replay recorded incidents and score the conclusions."""
