@@ -57,6 +57,15 @@ def _trace_origins(inv: Investigation) -> None:
     if not origins or failing_traces < 3:
         return
     (service, target, status), count = origins.most_common(1)[0]
+    if not target:
+        # A service failing on its own (a tripped circuit breaker, a fail-fast guard) after its calls to a
+        # downstream began failing: the downstream is the origin; the self-made errors are its consequence.
+        earlier = [(k, n) for k, n in origins.items() if k[0] == service and k[1]
+                   and first_seen.get(k) and first_seen.get((service, target, status))
+                   and first_seen[k] <= first_seen[(service, target, status)]]
+        if earlier:
+            (service, target, status), own = max(earlier, key=lambda kn: kn[1])
+            count = own + count
     share = count / failing_traces
     onset = first_seen.get((service, target, status))
     summary = (f"{failing_traces} failing traces through {inv.service} since {iso(inv.window_start)}; in {count} of "

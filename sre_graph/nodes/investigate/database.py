@@ -87,19 +87,34 @@ def _profiler(inv: Investigation) -> None:
         weight = client_relevance(inv, apps)
         volume = min(len(in_window), 30) / 60
         confidence = (0.45 + volume + (0.1 if not covered and indexes else 0) + (0.1 if ratio >= 1000 else 0)) * weight
+        steady = steady_rate(times, inv)
+        if steady:
+            confidence *= 0.4
         onset = in_window[0]
         inv.propose("missing_index",
                     f"Queries on {ns} filtering on {', '.join(fields) or 'unindexed fields'} run as {plan or 'scans'}"
                     f": they examine {ratio:.0f} documents for each one returned "
                     f"({len(in_window)} slow operations since {iso(onset)}, median {millis[len(millis) // 2]:.0f} ms)"
                     + ("" if covered else "; no index covers the filter")
-                    + (f"; issued by {', '.join(apps)}" if apps else "") + ".",
+                    + (f"; issued by {', '.join(apps)}" if apps else "")
+                    + (f"; at a steady rate since {iso(times[0])}, well before the alert: a background condition, "
+                       "not what changed" if steady else "") + ".",
                     evidence, confidence, onset=onset, subject=ns,
                     keywords=[collection, "COLLSCAN" if "COLLSCAN" in plan else plan, *fields[:2]],
                     remediation=[f"db.{collection}.createIndex({{{', '.join(f'{f}: 1' for f in fields)}}})"
                                  if fields else f"Add an index for the slow query on {ns}"],
                     explains=["upstream_timeout", "long_running_operation", "cache_pressure", "lock_contention",
                               "connection_exhaustion", "dependency_outage"])
+
+
+def steady_rate(times: list, inv: Investigation) -> bool:
+    """Whether events ran at an even rate from well before the alert (no onset near it)."""
+    if len(times) < 6 or times[0] > inv.alert_time - timedelta(minutes=30):
+        return False
+    middle = times[0] + (inv.now - times[0]) / 2
+    first = sum(1 for t in times if t < middle)
+    second = len(times) - first
+    return second < 1.5 * max(first, 1)
 
 
 def client_relevance(inv: Investigation, apps: list[str]) -> float:

@@ -37,7 +37,7 @@ def log_signals(inv: Investigation) -> list[LogSignal]:
     for row in rows:
         data = row.get("data") or {}
         service = (data.get("resources_string") or {}).get("service.name", "")
-        lines.append((parse_time(row.get("timestamp")), service, str(data.get("body", ""))))
+        lines.append((parse_time(row.get("timestamp")), service, log_text(data)))
     earliest = min((t for t, _, _ in lines if t), default=None)
     query = f"logs where severity >= WARN from {iso(start)} to {iso(inv.now)} limit 5000"
     signals += _to_signals(inv, group_lines(lines, baseline_end), "signoz", query, earliest, baseline_end)
@@ -63,6 +63,14 @@ def log_signals(inv: Investigation) -> list[LogSignal]:
         signals += _to_signals(inv, group_lines(pod_lines, baseline_end), "kubernetes", query, first, baseline_end)
     inv._cache["log_signals"] = signals
     return signals
+
+
+def log_text(data: dict) -> str:
+    """A SigNoz log row as an SRE reads it: the body, then its attributes as ``key=value``."""
+    attributes = {**(data.get("attributes_string") or {}), **(data.get("attributes_number") or {})}
+    extra = " ".join(f"{k}={v}" for k, v in attributes.items() if v not in ("", None))
+    body = str(data.get("body", ""))
+    return f"{body} {extra}" if extra else body
 
 
 def _to_signals(inv: Investigation, groups: dict, source: str, query: str, earliest: datetime | None,

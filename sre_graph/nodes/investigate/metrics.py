@@ -110,7 +110,7 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
                     0.6 * weight, onset=stats.change_at or inv.alert_time - timedelta(minutes=stats.span_minutes),
                     subject=subject, keywords=[service, "memory"],
                     explains=["oom_killed", "crash_loop", "upstream_timeout", "probe_failure", "node_pressure"])
-    elif kind == "fd" and (steady_growth or rose):
+    elif kind == "fd" and steady_growth:
         inv.propose("resource_leak", f"{subject} leaks resources: {name} {how}.", [evidence_id], 0.55 * weight,
                     onset=stats.change_at, subject=subject, keywords=[service],
                     explains=["connection_exhaustion", "crash_loop", "upstream_timeout"])
