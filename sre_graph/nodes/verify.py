@@ -68,14 +68,14 @@ def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], ale
     if finding.onset is not None:
         if finding.onset > alert_time + timedelta(minutes=10):
             value -= 0.3
-            notes.append(f"began {ago(alert_time, finding.onset).replace(' ago', '')} after the alert fired")
+            notes.append(f"began {ago(alert_time, finding.onset)} after the alert fired")
         elif finding.onset < alert_time - STALE_AFTER:
             value -= 0.4
-            notes.append(f"began {ago(finding.onset, alert_time).removesuffix(' ago')} before the alert: too old to "
+            notes.append(f"began {ago(finding.onset, alert_time)} before the alert: too old to "
                          "explain it")
         else:
             value += 0.1
-            notes.append(f"began {ago(finding.onset, alert_time).removesuffix(' ago')} before the alert"
+            notes.append(f"began {ago(finding.onset, alert_time)} before the alert"
                          if finding.onset <= alert_time else "began as the alert fired")
     strong_others = [o for o in others if o is not finding and o.confidence >= 0.3]
     explained = sorted({o.root_cause for o in strong_others if o.root_cause in finding.explains

@@ -116,6 +116,25 @@ def log_line_time(line: str) -> datetime | None:
         return None
 
 
+def overview_from_spans(rows: list[dict[str, Any]], start: datetime, end: datetime) -> dict[str, Any]:
+    """Request rate, error rate and latency percentiles of a service's entry spans (server/consumer kind,
+    or spans without a parent in the same service)."""
+    spans = [r.get("data") or {} for r in rows]
+    ids = {s.get("span_id"): s for s in spans}
+    entry = [s for s in spans if str(s.get("kind_string", "")).lower() in ("server", "consumer")
+             or (ids.get(s.get("parent_span_id")) or {}).get("service.name") != s.get("service.name")]
+    durations = sorted(float(s.get("duration_nano") or 0) / 1e6 for s in entry)
+    errors = sum(1 for s in entry if s.get("has_error") or str(s.get("response_status_code", ""))[:1] == "5")
+    seconds = max((end - start).total_seconds(), 1.0)
+
+    def pct(q: float) -> float:
+        return round(durations[min(len(durations) - 1, int(q * (len(durations) - 1) + 0.5))], 1) if durations \
+            else 0.0
+
+    return {"requests": len(entry), "errors": errors, "request_rate": round(len(entry) / seconds, 3),
+            "error_rate": round(errors / len(entry), 4) if entry else 0.0, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+
+
 # --------------------------------------------------------------------- ports
 
 class SnapshotKubernetes:
@@ -259,6 +278,52 @@ class SnapshotSignoz:
             values = [v for v in series.get("values") or [] if _in_window(parse_time(v.get("timestamp")), start, end)]
             out.append({"labels": series.get("labels") or [], "values": values})
         return out
+
+    def get_trace(self, trace_id):
+        rows = [r for r in self._rows("traces") if (r.get("data") or {}).get("trace_id") == trace_id
+                and (parse_time(r.get("timestamp")) or self._now) <= self._now]
+        return sorted(rows, key=lambda r: parse_time(r.get("timestamp")) or self._now)
+
+    def aggregate_logs(self, *, start, end, group_by="service", step_seconds=60, service=None, min_severity=None):
+        buckets: dict[str, dict[int, int]] = {}
+        step_ms = max(int(step_seconds), 1) * 1000
+        for row in self.search_logs(start=start, end=end, service=service, min_severity=min_severity,
+                                    limit=10**9):
+            data = row.get("data") or {}
+            if group_by == "severity":
+                group = str(data.get("severity_text") or "INFO").upper()
+            else:
+                group = (data.get("resources_string") or {}).get("service.name", "")
+            ts = parse_time(row.get("timestamp"))
+            if ts is None:
+                continue
+            slot = int(ts.timestamp() * 1000) // step_ms * step_ms
+            counts = buckets.setdefault(group, {})
+            counts[slot] = counts.get(slot, 0) + 1
+        return [{"group": g, "values": [{"timestamp": t, "value": c} for t, c in sorted(v.items())]}
+                for g, v in sorted(buckets.items())]
+
+    def service_overview(self, *, service, start, end):
+        return overview_from_spans(self.search_traces(start=start, end=end, service=service, limit=10**9),
+                                   start, min(end, self._now))
+
+    def field_keys(self, *, signal, search=""):
+        name = {"logs": "logs", "traces": "traces", "metrics": "metrics"}.get(signal)
+        if name is None:
+            raise ValueError(f"unknown signal {signal!r}; expected logs, traces or metrics")
+        keys: set[str] = set()
+        for row in self._rows(name):
+            if name == "metrics":
+                keys |= {(lab.get("key") or {}).get("name", "") for lab in (row.get("series") or {}).get("labels")
+                         or []}
+                continue
+            data = row.get("data") or {}
+            for key, value in data.items():
+                if isinstance(value, dict):
+                    keys |= set(value)
+                else:
+                    keys.add(key)
+        return sorted(k for k in keys if k and search.lower() in k.lower())
 
     def metric_names(self):
         return sorted({row.get("metric") for row in self._rows("metrics") if row.get("metric")})

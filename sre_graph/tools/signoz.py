@@ -64,6 +64,33 @@ class SignozPort(Protocol):
         """Names of the metrics the source holds."""
         ...
 
+    def get_trace(self, trace_id: str) -> list[dict[str, Any]]:
+        """Every span row of one trace, oldest first."""
+        ...
+
+    def aggregate_logs(
+        self,
+        *,
+        start: datetime,
+        end: datetime,
+        group_by: str = "service",
+        step_seconds: int = 60,
+        service: str | None = None,
+        min_severity: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Log counts per step, one series per group (``service`` or ``severity``):
+        ``[{"group": "checkout", "values": [{"timestamp": epoch_ms, "value": count}, ...]}]``."""
+        ...
+
+    def service_overview(self, *, service: str, start: datetime, end: datetime) -> dict[str, Any]:
+        """Entry-span statistics of one service in the window: ``{"requests", "errors", "request_rate"
+        (per second), "error_rate" (0..1), "p50_ms", "p99_ms"}``."""
+        ...
+
+    def field_keys(self, *, signal: str, search: str = "") -> list[str]:
+        """Attribute keys SigNoz knows for a signal (``logs``, ``traces``, ``metrics``)."""
+        ...
+
 
 def _quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -266,14 +266,11 @@ def last_change(obj: dict[str, Any]) -> datetime | None:
 
 
 def ago(then: datetime | None, now: datetime) -> str:
-    """``3d 4h``-style age for reports."""
+    """How long before ``now`` something happened, as ``3d 4h`` / ``2h 5m`` / ``7m`` (no sign, no suffix)."""
     if then is None:
-        return "unknown time"
-    seconds = int((now - then).total_seconds())
-    sign = "" if seconds >= 0 else "in "
-    seconds = abs(seconds)
+        return "an unknown time"
+    seconds = abs(int((now - then).total_seconds()))
     days, rem = divmod(seconds, 86400)
     hours, rem = divmod(rem, 3600)
     minutes = rem // 60
-    text = f"{days}d {hours}h" if days else f"{hours}h {minutes}m" if hours else f"{minutes}m"
-    return f"{sign}{text}" + (" ago" if not sign else "")
+    return f"{days}d {hours}h" if days else f"{hours}h {minutes}m" if hours else f"{minutes}m"

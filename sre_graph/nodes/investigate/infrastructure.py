@@ -237,7 +237,7 @@ def _events(inv: Investigation) -> None:
         confidence = (base + 0.05 * min(count, 4)) * weight * (0.3 if chronic else 1.0)
         statement = f"{events[0].get('reason')} on {obj.get('kind', 'object')} {subject}: {messages[0][:200]}"
         if chronic:
-            statement += f" (recurring since {ago(first, inv.alert_time)}, before the incident)"
+            statement += f" (recurring since {ago(first, inv.alert_time)} before the alert)"
         explains = {"probe_failure": ["no_endpoints", "connection_refused", "upstream_timeout"],
                     "unschedulable": ["no_endpoints", "autoscaling_limit"],
                     "volume_failure": ["crash_loop", "no_endpoints", "unschedulable"],
