@@ -27,18 +27,30 @@ class Context:
 def resolve_sources(context: Context | None) -> Sources:
     """The data-source ports for a run: given ones, the replayed incident, or live ones from settings.
 
-    The result is kept on the context so every node of the run shares it.
+    Every port comes back wrapped so that what it returns is redacted; the result is kept on the
+    context so every node of the run shares it.
     """
     context = context or Context()
-    if context.sources is not None:
-        return context.sources
-    if context.incident_dir:
-        from sre_graph.tools.replay import load_incident
+    if context.sources is None:
+        if context.incident_dir:
+            from sre_graph.tools.replay import load_incident
 
-        context.sources = load_incident(context.incident_dir).sources()
-        return context.sources
-    context.sources = live_sources(context.settings or load_settings())
+            context.sources = load_incident(context.incident_dir).sources()
+        else:
+            context.sources = live_sources(context.settings or load_settings())
+    context.sources = redacted(context.sources)
     return context.sources
+
+
+def redacted(sources: Sources) -> Sources:
+    """The same ports, each behind redaction (idempotent)."""
+    from sre_graph.tools.redact import Redacted
+
+    for name in ("kubernetes", "signoz", "mongodb"):
+        port = getattr(sources, name)
+        if port is not None and not isinstance(port, Redacted):
+            setattr(sources, name, Redacted(port))
+    return sources
 
 
 def live_sources(settings: Settings) -> Sources:

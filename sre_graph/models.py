@@ -159,6 +159,9 @@ class Finding(BaseModel):
     """Salient terms (object names, signals) for the report."""
     explains: list[str] = Field(default_factory=list)
     """Root-cause ids this finding would explain if true (symptoms it causes)."""
+    objects: list[str] = Field(default_factory=list)
+    """Names of the objects involved (service, pod, node, deployment, collection, host): a cause and an effect
+    are linked when they share one."""
     score: float = 0.0
     """Set by verify: the ranking score."""
     rank_notes: list[str] = Field(default_factory=list)

@@ -55,6 +55,45 @@ def follows(cause: Finding, effect: Finding) -> bool:
     return effect.onset >= cause.onset - timedelta(minutes=2)
 
 
+LINK_BONUS = 0.15
+
+
+def shares_object(a: Finding, b: Finding) -> str | None:
+    """An object both findings involve (a service, pod, node, collection...), if any."""
+    common = [o for o in a.objects if o in b.objects]
+    return common[0] if common else None
+
+
+def link_causes(findings: list[Finding]) -> list[Finding]:
+    """Tie causes to the effects they explain on the same object and time line.
+
+    A finding that explains another one, involves the same object and started no later ranks at least
+    ``LINK_BONUS`` above it; the effect is marked as a consequence. Mutual explanations are skipped.
+    """
+    updated = {id(f): f for f in findings}
+    for cause in sorted(findings, key=lambda f: -taxonomy.get(f.root_cause).depth):
+        if cause.confidence < 0.3:
+            continue
+        for effect in findings:
+            if effect is cause or effect.root_cause not in cause.explains or cause.root_cause in effect.explains:
+                continue
+            shared = shares_object(cause, effect)
+            if not shared or not follows(cause, effect):
+                continue
+            current_cause, current_effect = updated[id(cause)], updated[id(effect)]
+            target = max(current_cause.score, current_effect.score + LINK_BONUS)
+            note = f"explains the {effect.root_cause} on {shared}"
+            updated[id(cause)] = current_cause.model_copy(update={
+                "score": round(target, 3),
+                "rank_notes": current_cause.rank_notes + ([note] if note not in current_cause.rank_notes else [])})
+            consequence = f"a consequence of {cause.root_cause} on {shared}"
+            if consequence not in current_effect.rank_notes:
+                updated[id(effect)] = current_effect.model_copy(update={
+                    "score": round(current_effect.score - LINK_BONUS, 3),
+                    "rank_notes": current_effect.rank_notes + [consequence]})
+    return list(updated.values())
+
+
 def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], alert_time) -> Finding:
     """Score one finding against the others and the alert's time line; record why."""
     notes: list[str] = []
@@ -108,12 +147,14 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
             continue
         supported.append(finding)
     merged = merge_duplicates(supported)
-    ranked = sorted((score(f, merged, evidence, alert.timestamp) for f in merged), key=lambda f: -f.score)
+    scored = [score(f, merged, evidence, alert.timestamp) for f in merged]
+    ranked = sorted(link_causes(scored), key=lambda f: -f.score)
 
     ruled_out: list[RuledOut] = []
     leader = ranked[0] if ranked else None
     for finding in ranked[1:] if leader else []:
-        reasons = [n for n in finding.rank_notes if "too old" in n or "after the alert" in n or "consequence" in n]
+        reasons = [n for n in finding.rank_notes if "too old" in n or "after the alert" in n or "consequence" in n
+                   or "background" in n or "noise" in n]
         if leader and finding.root_cause in leader.explains:
             reasons.append(f"explained by the leading cause ({leader.root_cause})")
         if finding.confidence < 0.3 and not reasons:

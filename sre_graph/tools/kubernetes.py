@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import json
+import math
+from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from sre_graph.tools.base import SourceUnavailable
 
@@ -33,7 +36,13 @@ class KubernetesPort(Protocol):
 
 
 class LiveKubernetes:
-    """The official kubernetes client against a cluster (kubeconfig or in-cluster)."""
+    """The official kubernetes client against a cluster (kubeconfig or in-cluster).
+
+    Objects are returned exactly as the API server sends them (the raw JSON, not the client's
+    models, which drop fields they do not know and re-format timestamps), with each item's
+    ``apiVersion`` and ``kind`` filled in the way ``kubectl get -o json`` does. Every failure to
+    reach or be answered by the API server is a :class:`SourceUnavailable` naming the cause.
+    """
 
     def __init__(self, *, kubeconfig: str | None = None, context: str | None = None,
                  api_client: Any = None, timeout: float = 15.0) -> None:
@@ -49,7 +58,7 @@ class LiveKubernetes:
                         api_client = client.ApiClient()
                     except config.ConfigException:
                         api_client = config.new_client_from_config()
-            except (config.ConfigException, OSError, TypeError) as exc:
+            except (config.ConfigException, OSError, TypeError, ValueError) as exc:
                 raise SourceUnavailable("kubernetes", f"no usable kubeconfig: {exc}") from exc
         self._api = api_client
         self._timeout = timeout
@@ -57,21 +66,86 @@ class LiveKubernetes:
         self._apps = client.AppsV1Api(api_client)
         self._net = client.NetworkingV1Api(api_client)
         self._hpa = client.AutoscalingV2Api(api_client)
+        self._hpa_version: str | None = None
+        """The autoscaling group version this server serves (``v2``, else ``v2beta2`` before 1.23)."""
 
-    def _call(self, namespaced: Any, cluster: Any, namespace: str | None, label_selector: str | None) -> list[dict]:
+    # ----------------------------------------------------------------- transport
+
+    def _unavailable(self, exc: BaseException) -> SourceUnavailable:
+        """A :class:`SourceUnavailable` saying why a request failed, in words an operator can act on."""
+        from kubernetes.client.exceptions import ApiException
+
+        host = getattr(getattr(self._api, "configuration", None), "host", None) or "the API server"
+        if isinstance(exc, ApiException) and exc.status:
+            what = {
+                401: "unauthorised (HTTP 401): the API server rejected the credentials (bad or expired token "
+                     "or certificate)",
+                403: "forbidden (HTTP 403): the credentials lack read access (see deploy/rbac.yaml)",
+            }.get(exc.status, f"HTTP {exc.status} {exc.reason or ''}".strip())
+            message = _status_message(exc)
+            return SourceUnavailable("kubernetes", f"{what}: {message}" if message else what)
+        # Status 0 is the client's wrapper for TLS failures; the rest are urllib3 / socket errors.
+        cause = getattr(exc, "reason", None) or exc
+        return SourceUnavailable("kubernetes", f"cannot reach {host}: {type(exc).__name__}: {cause}")
+
+    def _json(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call one client method and return the server's JSON body, or raise :class:`SourceUnavailable`."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        kwargs: dict[str, Any] = {"_request_timeout": self._timeout}
-        if label_selector:
-            kwargs["label_selector"] = label_selector
         try:
-            result = namespaced(namespace, **kwargs) if namespace and namespaced else cluster(**kwargs)
+            response = call(*args, _preload_content=False, _request_timeout=self._timeout, **kwargs)
+            return json.loads(response.data)
         except ApiException as exc:
-            raise SourceUnavailable("kubernetes", f"HTTP {exc.status}: {exc.reason}") from exc
-        except HTTPError as exc:
-            raise SourceUnavailable("kubernetes", f"{type(exc).__name__}: {exc}") from exc
-        return self._api.sanitize_for_serialization(result).get("items", [])
+            raise self._unavailable(exc) from exc
+        except (HTTPError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+        except ValueError as exc:  # not JSON: a proxy or something else answered
+            raise SourceUnavailable("kubernetes", f"the API server sent a reply that is not JSON: {exc}") from exc
+
+    def _get(self, path: str, query: list[tuple[str, str]]) -> Any:
+        """GET a path the typed client has no method for (an older API version), with the client's auth."""
+        method, url, headers, body, post = self._api.param_serialize(
+            "GET", path, query_params=query, header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"])
+
+        def call(**kwargs: Any) -> Any:
+            kwargs.pop("_preload_content", None)
+            response = self._api.call_api(method, url, headers, body, post, **kwargs)
+            if not 200 <= response.status <= 299:
+                from kubernetes.client.exceptions import ApiException
+
+                response.read()
+                raise ApiException.from_response(http_resp=response, body=response.data.decode(errors="replace"),
+                                                 data=None)
+            response.read()
+            return response
+
+        return self._json(call)
+
+    # ----------------------------------------------------------------- the port
+
+    def _hpa_list(self, namespace: str | None, query: dict[str, Any]) -> Any:
+        """HorizontalPodAutoscalers as ``autoscaling/v2``, or ``v2beta2`` on servers older than 1.23."""
+        if self._hpa_version in (None, "v2"):
+            if namespace:
+                call, args = self._hpa.list_namespaced_horizontal_pod_autoscaler, (namespace,)
+            else:
+                call, args = self._hpa.list_horizontal_pod_autoscaler_for_all_namespaces, ()
+            try:
+                body = self._json(call, *args, **query)
+            except SourceUnavailable as exc:
+                # A list is 404 only when the group version is not served (never for a missing namespace).
+                if self._hpa_version == "v2" or _http_status(exc) != 404:
+                    raise
+                self._hpa_version = "v2beta2"
+            else:
+                self._hpa_version = "v2"
+                return body
+        base = f"/apis/autoscaling/{self._hpa_version}"
+        path = (f"{base}/namespaces/{quote(namespace, safe='')}/horizontalpodautoscalers" if namespace
+                else f"{base}/horizontalpodautoscalers")
+        return self._get(path, [(_QUERY_NAMES[k], v) for k, v in query.items()])
 
     def list(self, kind, *, namespace=None, label_selector=None):
         table = {
@@ -85,25 +159,104 @@ class LiveKubernetes:
             "replicasets": (self._apps.list_namespaced_replica_set, self._apps.list_replica_set_for_all_namespaces),
             "networkpolicies": (self._net.list_namespaced_network_policy,
                                 self._net.list_network_policy_for_all_namespaces),
-            "hpa": (self._hpa.list_namespaced_horizontal_pod_autoscaler,
-                    self._hpa.list_horizontal_pod_autoscaler_for_all_namespaces),
+            "hpa": (None, None),
         }
         if kind not in table:
             raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
-        namespaced, cluster = table[kind]
-        return self._call(namespaced, cluster, namespace, label_selector)
+        query: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+        if kind == "hpa":
+            body = self._hpa_list(namespace, query)
+        else:
+            namespaced, cluster = table[kind]
+            if namespace and namespaced:
+                body = self._json(namespaced, namespace, **query)
+            else:
+                body = self._json(cluster, **query)
+        return _items(body)
+
+    def _default_container(self, namespace: str, pod: str) -> str | None:
+        """The container ``kubectl logs`` picks: the ``default-container`` annotation, else the first one."""
+        try:
+            obj = self._json(self._core.read_namespaced_pod, pod, namespace)
+        except SourceUnavailable as exc:
+            if _http_status(exc) == 404:
+                return None
+            raise
+        annotation = ((obj.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CONTAINER_ANNOTATION)
+        names = [c.get("name") for c in (obj.get("spec") or {}).get("containers") or []]
+        if annotation in names:
+            return annotation
+        return names[0] if names else None
 
     def pod_logs(self, namespace, pod, *, container=None, previous=False, tail_lines=None, since=None):
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
-        kwargs: dict[str, Any] = {"timestamps": True, "previous": previous, "_request_timeout": self._timeout}
-        if container:
-            kwargs["container"] = container
+        if container is None:
+            container = self._default_container(namespace, pod)
+            if container is None:
+                return ""
+        kwargs: dict[str, Any] = {"container": container, "timestamps": True, "previous": previous}
         if tail_lines:
             kwargs["tail_lines"] = tail_lines
+        if since is not None:
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=UTC)
+            age = (datetime.now(UTC) - since).total_seconds()
+            if age <= 0:
+                return ""  # nothing can have been logged after now
+            kwargs["since_seconds"] = max(1, math.ceil(age))
         try:
-            return self._core.read_namespaced_pod_log(pod, namespace, **kwargs)
+            response = self._core.read_namespaced_pod_log(pod, namespace, _preload_content=False,
+                                                          _request_timeout=self._timeout, **kwargs)
+            return response.data.decode("utf-8", errors="replace")
         except ApiException as exc:
+            # No such pod or container, or no previous instance: no logs, as `kubectl logs` would say.
             if exc.status in (400, 404):
                 return ""
-            raise SourceUnavailable("kubernetes", f"HTTP {exc.status}: {exc.reason}") from exc
+            raise self._unavailable(exc) from exc
+        except (HTTPError, OSError) as exc:
+            raise self._unavailable(exc) from exc
+
+
+DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"
+_QUERY_NAMES = {"label_selector": "labelSelector"}
+
+
+def _items(body: Any) -> list[dict[str, Any]]:
+    """The items of a ``*List`` reply, each with ``apiVersion`` and ``kind`` as ``kubectl get -o json`` prints."""
+    if not isinstance(body, dict) or not isinstance(body.get("items"), list):
+        raise SourceUnavailable("kubernetes", "the API server's reply is not a list of objects")
+    api_version = body.get("apiVersion")
+    list_kind = str(body.get("kind") or "")
+    kind = list_kind[:-4] if list_kind.endswith("List") else None
+    items = []
+    for item in body["items"]:
+        if isinstance(item, dict):
+            if api_version and "apiVersion" not in item:
+                item = {"apiVersion": api_version, **item}
+            if kind and "kind" not in item:
+                item = {"apiVersion": item.get("apiVersion"), "kind": kind, **item}
+            items.append(item)
+    return items
+
+
+def _http_status(exc: SourceUnavailable) -> int | None:
+    """The HTTP status behind a :class:`SourceUnavailable` raised for an API error, if any."""
+    return getattr(exc.__cause__, "status", None)
+
+
+def _status_message(exc: Any) -> str:
+    """The ``message`` of the ``Status`` object the API server sends with an error, else the raw body."""
+    body = getattr(exc, "body", None)
+    if isinstance(body, bytes):
+        body = body.decode(errors="replace")
+    if not body:
+        return ""
+    try:
+        status = json.loads(body)
+    except ValueError:
+        return str(body).strip()[:300]
+    if isinstance(status, dict) and status.get("message"):
+        return str(status["message"])
+    return str(body).strip()[:300]

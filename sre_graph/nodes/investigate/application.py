@@ -79,6 +79,7 @@ def _trace_origins(inv: Investigation) -> None:
         inv.propose("dependency_outage", f"The errors originate outside the cluster: {service}'s calls to {target} "
                     f"fail with {status} in {count} of {failing_traces} failing traces since {iso(onset)}.", [ev],
                     0.55 + 0.3 * share, onset=onset, subject=target, keywords=[target, peer, status, service],
+                    objects=[target, peer, service, inv.service],
                     remediation=[f"Fail over from {target} or degrade gracefully; contact the provider"],
                     explains=["upstream_timeout", "autoscaling_limit", "error_spike_after_deploy",
                               "connection_exhaustion", "rate_limited"])
@@ -155,6 +156,7 @@ def _deploys(inv: Investigation, spikes: dict[str, tuple[datetime, str, int, int
                         f"revision {change['revision']} at {iso(when)} (" + "; ".join(change["diff"][:3]) + f"); "
                         f"{count} errors since vs {before} in the hours before.", [ev_rollout, ev_errors], confidence,
                         onset=when, subject=f"{ns}/{name}", keywords=[name, image] if image else [name],
+                        objects=[name, service, candidates[0]],
                         remediation=[f"kubectl rollout undo deployment/{name} -n {ns}"],
                         explains=["upstream_timeout", "connection_refused", "dependency_outage", "crash_loop",
                                   "probe_failure", "rate_limited"])

@@ -142,9 +142,10 @@ class Investigation:
         return self.ask("signoz", query, lambda p: p.search_traces(
             start=start, end=self.now, service=service, errors_only=errors_only, limit=limit), []) or []
 
-    def metric(self, name: str, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
-        """One metric's series from 3 h before the alert to now."""
-        start = self.alert_time - timedelta(hours=3)
+    def metric(self, name: str, filters: dict[str, str] | None = None,
+               lookback: timedelta = timedelta(hours=3)) -> list[dict[str, Any]]:
+        """One metric's series from ``lookback`` before the alert to now."""
+        start = self.alert_time - lookback
         where = " AND ".join(f"{k} = '{v}'" for k, v in (filters or {}).items())
         query = f"metric {name}{' where ' + where if where else ''} from {iso(start)} to {iso(self.now)}"
         return self.ask("signoz", query, lambda p: p.query_metric(metric=name, start=start, end=self.now,
@@ -232,15 +233,31 @@ class Investigation:
     def propose(self, root_cause: str, statement: str, evidence_ids: list[str], confidence: float, *,
                 onset: datetime | None = None, subject: str = "", keywords: list[str] | None = None,
                 remediation: list[str] | None = None, explains: list[str] | None = None,
-                domain: str | None = None) -> Finding:
+                domain: str | None = None, objects: list[str] | None = None) -> Finding:
         """Propose a finding in the root cause's own domain."""
         finding = Finding(
             domain=domain or taxonomy.domain_of(root_cause) or self.domain,  # type: ignore[arg-type]
             root_cause=root_cause, statement=statement, evidence_ids=list(dict.fromkeys(evidence_ids)),
             confidence=max(0.0, min(1.0, confidence)), onset=onset, subject=subject,
-            keywords=keywords or [], remediation=remediation or [], explains=explains or [])
+            keywords=keywords or [], remediation=remediation or [], explains=explains or [],
+            objects=object_names([subject, *(objects or [])]))
         self.findings.append(finding)
         return finding
+
+
+def object_names(names: list[str | None]) -> list[str]:
+    """Normalised object names: ``ns/pod`` also as ``pod``; empty names dropped."""
+    out: list[str] = []
+    for name in names:
+        if not name:
+            continue
+        for variant in (name, name.split("/", 1)[-1]):
+            variant = variant.strip().lower()
+            if variant and variant not in out and not variant.startswith("node/"):
+                out.append(variant)
+        if name.startswith("node/"):
+            out.append(name[5:].lower())
+    return out
 
 
 def revision(obj: dict[str, Any]) -> int:

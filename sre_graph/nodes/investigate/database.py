@@ -99,7 +99,7 @@ def _profiler(inv: Investigation) -> None:
                     + (f"; issued by {', '.join(apps)}" if apps else "")
                     + (f"; at a steady rate since {iso(times[0])}, well before the alert: a background condition, "
                        "not what changed" if steady else "") + ".",
-                    evidence, confidence, onset=onset, subject=ns,
+                    evidence, confidence, onset=onset, subject=ns, objects=[collection, *apps],
                     keywords=[collection, "COLLSCAN" if "COLLSCAN" in plan else plan, *fields[:2]],
                     remediation=[f"db.{collection}.createIndex({{{', '.join(f'{f}: 1' for f in fields)}}})"
                                  if fields else f"Add an index for the slow query on {ns}"],

@@ -51,6 +51,7 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
         service = inv.pod_service(pod)
         weight = inv.relevance(service, ns)
         query = f"kubectl get pods -n {ns} {name} -o json"
+        objs = [name, service, (pod.get("spec") or {}).get("nodeName")]
         for cs, spec in _container_statuses(pod):
             cname = cs.get("name", "")
             restarts = int(cs.get("restartCount") or 0)
@@ -71,7 +72,7 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                 inv.propose("image_pull_failure",
                             f"Pod {subject} cannot start: {waiting.get('reason')} pulling image "
                             f"{spec.get('image') or cs.get('image')}.", [ev], 0.75 * weight + 0.1,
-                            onset=created(pod), subject=subject,
+                            onset=created(pod), subject=subject, objects=objs,
                             keywords=[name, str(spec.get("image") or cs.get("image")), waiting.get("reason", "")],
                             explains=["no_endpoints", "connection_refused", "bad_rollout"])
             elif waiting.get("reason") in CONFIG_REASONS:
@@ -80,7 +81,7 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                                       waiting.get("message", ""), created(pod))
                 inv.propose("config_error",
                             f"Pod {subject} cannot create container {cname}: {waiting.get('message') or ''}".strip(),
-                            [ev], 0.7 * weight + 0.1, onset=created(pod), subject=subject,
+                            [ev], 0.7 * weight + 0.1, onset=created(pod), subject=subject, objects=objs,
                             keywords=[name, waiting.get("reason", "")],
                             explains=["crash_loop", "no_endpoints", "connection_refused", "bad_rollout"])
 
@@ -92,14 +93,14 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                                             "resources.limits": limits}), finished)
                 if stale and restarts < 3:
                     inv.propose("oom_killed", f"{text} ({ago(finished, inv.alert_time)} before the alert).",
-                                [ev], 0.2, onset=finished, subject=subject, keywords=[name, "OOMKilled"])
+                                [ev], 0.2, onset=finished, subject=subject, objects=objs, keywords=[name, "OOMKilled"])
                     continue
                 oom_seen.setdefault(service or name, []).append(ev)
                 confidence = (0.55 + 0.1 * min(restarts, 3)) * weight + (0.1 if recent else 0)
                 inv.propose("oom_killed",
                             f"Container {cname} of {subject} was killed for exceeding its memory limit "
                             f"({limits.get('memory', 'no limit set')}): OOMKilled, {restarts} restarts, "
-                            f"last at {iso(finished)}.", [ev], confidence, onset=finished, subject=subject,
+                            f"last at {iso(finished)}.", [ev], confidence, onset=finished, subject=subject, objects=objs,
                             keywords=[name, "OOMKilled", str(limits.get("memory", ""))],
                             remediation=[f"Raise the memory limit of {cname} (now {limits.get('memory', 'unset')}) "
                                          "or find what grew its memory"],
@@ -129,12 +130,12 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                             f"Container {cname} of {subject} keeps exiting (code {terminated.get('exitCode')}), "
                             f"{restarts} restarts" + (f"; its last log lines show {causes[0].label}" if causes else
                                                       "") + ".",
-                            evidence, (0.55 + 0.05 * min(restarts, 4)) * weight, onset=onset, subject=subject,
+                            evidence, (0.55 + 0.05 * min(restarts, 4)) * weight, onset=onset, subject=subject, objects=objs,
                             keywords=[name, "CrashLoopBackOff"], explains=explain)
                 if causes and causes[0].root_cause == "config_error":
                     inv.propose("config_error",
                                 f"Container {cname} of {subject} exits on start with a configuration error: "
-                                f"{causes[3]}", evidence, 0.75 * weight, onset=onset, subject=subject,
+                                f"{causes[3]}", evidence, 0.75 * weight, onset=onset, subject=subject, objects=objs,
                                 keywords=[name], explains=["crash_loop", *explain, "bad_rollout"])
             elif restarts > 0 and stale:
                 ev = inv.add_evidence("kubernetes", query, f"{cname}:old-restart",
@@ -184,6 +185,7 @@ def _pending(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                 inv.propose("unschedulable", f"Pod {subject} cannot be scheduled: {cond.get('message', '')}",
                             [ev], 0.7 * weight, onset=since, subject=subject,
                             keywords=[meta.get("name", ""), "FailedScheduling"],
+                            objects=[meta.get("name", ""), inv.pod_service(pod)],
                             explains=["no_endpoints", "autoscaling_limit", "upstream_timeout"])
 
 
@@ -245,8 +247,10 @@ def _events(inv: Investigation) -> None:
                     "node_not_ready": ["no_endpoints", "connection_refused", "upstream_timeout", "probe_failure",
                                        "crash_loop"],
                     }.get(cause, [])
+        hosts = sorted({(e.get("source") or {}).get("host", "") for e in events} - {""})
         inv.propose(cause, statement, [ev], confidence, onset=first, subject=subject,
-                    keywords=[obj.get("name", ""), events[0].get("reason", "")], explains=explains)
+                    keywords=[obj.get("name", ""), events[0].get("reason", "")], explains=explains,
+                    objects=[obj.get("name", ""), service, *hosts])
 
 
 def _nodes(inv: Investigation, pods: list[dict[str, Any]]) -> None:
@@ -273,6 +277,8 @@ def _nodes(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                         + (f"; it runs {names}" if names else "") + ".", [ev],
                         (0.3 if stale else 0.8) * weight, onset=since, subject=f"node/{name}",
                         keywords=[name, kind if kind != "Ready" else "NotReady"],
+                        objects=[name, *[(p.get("metadata") or {}).get("name", "") for p in hosted],
+                                 *{inv.pod_service(p) or "" for p in hosted}],
                         explains=["no_endpoints", "connection_refused", "upstream_timeout", "crash_loop",
                                   "probe_failure", "unschedulable", "failover", "replication_lag"])
 
@@ -359,7 +365,8 @@ def _rollouts(inv: Investigation) -> None:
                         keywords=[name, *[d.split(" → ")[-1] for d in change["diff"][:1]]],
                         remediation=[f"kubectl rollout undo deployment/{name} -n {ns}"],
                         explains=["crash_loop", "probe_failure", "no_endpoints", "connection_refused",
-                                  "upstream_timeout", "error_spike_after_deploy"])
+                                  "upstream_timeout", "error_spike_after_deploy"],
+                        objects=[name, change["service"], *[(p.get("metadata") or {}).get("name", "") for p in new_pods]])
 
 
 def _pod_ok(pod: dict[str, Any]) -> bool:
@@ -391,7 +398,7 @@ def _autoscaling(inv: Investigation) -> None:
         inv.propose("autoscaling_limit", f"The autoscaler for {target} is pinned at its maximum of {max_replicas} "
                     f"replicas (desired {desired}) since {iso(since)}.", [ev], (0.7 if pressure else 0.4) * weight,
                     onset=since, subject=f"{meta.get('namespace')}/{target}",
-                    keywords=[target, "maxReplicas"],
+                    keywords=[target, "maxReplicas"], objects=[target],
                     explains=["upstream_timeout", "cpu_throttling", "rate_limited"])
 
 

@@ -24,6 +24,9 @@ KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("requests", re.compile(r"request|rps|calls|throughput|qps", re.I)),
 )
 
+LEAK_LOOKBACK = timedelta(days=7)
+"""Leaks show over days: memory, descriptors and connections are read over a week."""
+
 SERVICE_KEYS = ("service.name", "service", "k8s.deployment.name", "app", "k8s.container.name", "job")
 
 
@@ -66,7 +69,8 @@ def scan(inv: Investigation, kinds: tuple[str, ...]) -> list[MetricAnomaly]:
         kind = metric_kind(name)
         if kind not in kinds:
             continue
-        for series in inv.metric(name):
+        lookback = LEAK_LOOKBACK if kind in ("memory", "fd", "connections") else timedelta(hours=3)
+        for series in inv.metric(name, lookback=lookback):
             labels = label_map(series)
             service = series_service(labels)
             weight = inv.relevance(service, labels.get("k8s.namespace.name"))
@@ -83,15 +87,14 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
            weight: float) -> MetricAnomaly | None:
     ratio = stats.ratio
     rose = ratio is not None and ratio >= 1.8 or (stats.before in (0, None) and (stats.after or 0) > 0)
-    growth = stats.last / stats.first if stats.first else None
-    steady_growth = (stats.monotonic_share >= 0.8 and stats.span_minutes >= 45 and growth is not None
-                     and growth >= 1.4)
-    if not (rose or steady_growth):
+    climb = stats.climb
+    if not (rose or climb):
         return None
     where = ", ".join(f"{k}={v}" for k, v in labels.items() if k in SERVICE_KEYS or k.startswith("k8s."))
-    if steady_growth and not (ratio and ratio >= 1.8):
-        how = (f"grew steadily from {stats.first:g} to {stats.last:g} over {stats.span_minutes:.0f} min "
-               f"({stats.monotonic_share:.0%} of steps up)")
+    if climb:
+        how = (f"climbed gradually from {climb.first:g} to {climb.last:g} over {climb.minutes:.0f} min "
+               f"({climb.up_share:.0%} of steps up)" + (f", {climb.segments} times between restarts"
+                                                         if climb.segments > 1 else ""))
     else:
         how = f"rose from a median of {_num(stats.before)} to {_num(stats.after)}" + (
             f" (×{ratio:.1f})" if ratio else "") + (f", starting {iso(stats.change_at)}" if stats.change_at else "")
@@ -101,21 +104,23 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
                                    stats.change_at or inv.alert_time)
     anomaly = MetricAnomaly(kind, name, service, stats, evidence_id)
     subject = service or where
+    objs = [service, labels.get("k8s.pod.name"), labels.get("k8s.node.name"), labels.get("k8s.container.name"),
+            labels.get("k8s.deployment.name")]
     if kind == "throttle" and rose:
         inv.propose("cpu_throttling", f"{subject} is CPU-throttled at its limit: {name} {how}.", [evidence_id],
-                    0.65 * weight, onset=stats.change_at, subject=subject, keywords=[service, "throttl"],
+                    0.65 * weight, onset=stats.change_at, subject=subject, keywords=[service, "throttl"], objects=objs,
                     explains=["upstream_timeout", "probe_failure", "error_spike_after_deploy", "dependency_outage"])
-    elif kind == "memory" and steady_growth:
+    elif kind == "memory" and climb:
         inv.propose("memory_leak", f"Memory of {subject} grows without levelling off: {name} {how}.", [evidence_id],
-                    0.6 * weight, onset=stats.change_at or inv.alert_time - timedelta(minutes=stats.span_minutes),
-                    subject=subject, keywords=[service, "memory"],
+                    (0.6 + (0.15 if climb.segments > 1 or climb.minutes >= 120 else 0)) * weight, onset=climb.since,
+                    subject=subject, keywords=[service, "memory"], objects=objs,
                     explains=["oom_killed", "crash_loop", "upstream_timeout", "probe_failure", "node_pressure"])
-    elif kind == "fd" and steady_growth:
+    elif kind == "fd" and climb:
         inv.propose("resource_leak", f"{subject} leaks resources: {name} {how}.", [evidence_id], 0.55 * weight,
-                    onset=stats.change_at, subject=subject, keywords=[service],
+                    onset=stats.change_at, subject=subject, keywords=[service], objects=objs,
                     explains=["connection_exhaustion", "crash_loop", "upstream_timeout"])
-    elif kind == "connections" and steady_growth:
+    elif kind == "connections" and climb:
         inv.propose("resource_leak", f"{subject} keeps opening connections it never releases: {name} {how}.",
-                    [evidence_id], 0.45 * weight, onset=stats.change_at, subject=subject, keywords=[service],
+                    [evidence_id], 0.45 * weight, onset=stats.change_at, subject=subject, keywords=[service], objects=objs,
                     explains=["connection_exhaustion", "upstream_timeout"])
     return anomaly

@@ -69,7 +69,8 @@ def _signature_finding(inv: Investigation, name: str, subject: str, group: list[
         confidence *= 0.25
     keywords = [KEYWORD[name]] + ([target] if target else []) + services[:2]
     inv.propose(group[0].group.signature.root_cause, statement + ".", [s.evidence_id for s in group], confidence,
-                onset=onset, subject=target or subject, keywords=keywords, explains=EXPLAINS[name])
+                onset=onset, subject=target or subject, keywords=keywords, explains=EXPLAINS[name],
+                objects=[*services, target])
 
 
 def _endpoints(inv: Investigation) -> None:
@@ -100,6 +101,7 @@ def _endpoints(inv: Investigation) -> None:
         confidence = (0.7 if not matching else 0.5) * inv.relevance(name, ns)
         inv.propose("no_endpoints", f"Service {ns}/{name} has no ready endpoints: {why}.", [ev], confidence,
                     onset=onset, subject=f"{ns}/{name}", keywords=[name, "endpoints"],
+                    objects=[name, *[(p.get("metadata") or {}).get("name", "") for p in matching]],
                     explains=["connection_refused", "upstream_timeout", "dependency_outage"])
 
 
@@ -177,6 +179,8 @@ def _policies(inv: Investigation) -> None:
                         f"NetworkPolicy {ns}/{name}, written at {iso(changed)}, does not allow "
                         + ", ".join(blocked) + "; those calls now fail.", evidence, confidence, onset=changed,
                         subject=f"{ns}/{name}", keywords=[name, "NetworkPolicy"],
+                        objects=[name, *sorted(s for s in selected_services if s),
+                                 *[b.split(" → ")[0] for b in blocked]],
                         remediation=[f"Allow the blocked traffic in NetworkPolicy {ns}/{name} or roll it back"],
                         explains=["upstream_timeout", "connection_refused", "dependency_outage",
                                   "error_spike_after_deploy"])
@@ -233,7 +237,7 @@ def _trace_errors(inv: Investigation) -> None:
         else:
             cause, base = "dependency_outage", 0.35
         inv.propose(cause, f"{summary}.", [ev], base + min(error_rate, 0.5) * 0.2, subject=target,
-                    keywords=[target], explains=["dependency_outage"] if cause != "dependency_outage" else [])
+                    keywords=[target], objects=[target, inv.service], explains=["dependency_outage"] if cause != "dependency_outage" else [])
 
 
 STEPS = (_signatures, _endpoints, _policies, _trace_errors)

@@ -210,6 +210,8 @@ class SeriesStats:
     span_minutes: float
     change_at: datetime | None
     """First point where the value left the baseline band."""
+    climb: Climb | None = None
+    """The longest gradual climb (a leak's shape), if the series has one."""
 
     @property
     def ratio(self) -> float | None:
@@ -248,7 +250,61 @@ def series_stats(values: list[dict[str, Any]], split: datetime) -> SeriesStats |
         monotonic_share=nondecreasing,
         span_minutes=(points[-1][0] - points[0][0]).total_seconds() / 60,
         change_at=change_at,
+        climb=longest_climb(points),
     )
+
+
+@dataclass
+class Climb:
+    """A stretch where a value rose gradually: most steps up, no single step carrying the rise."""
+
+    start: datetime
+    end: datetime
+    first: float
+    last: float
+    up_share: float
+    segments: int
+    """How many climbs the series has (a leak that is reset by restarts climbs again each time)."""
+    since: datetime | None = None
+    """When the earliest climb began."""
+
+    @property
+    def minutes(self) -> float:
+        """Length of the climb."""
+        return (self.end - self.start).total_seconds() / 60
+
+
+def longest_climb(points: list[tuple[datetime, float]], *, drop: float = 0.3) -> Climb | None:
+    """The longest gradual climb, splitting the series where it drops by more than ``drop`` (restarts).
+
+    A climb needs at least 5 points over 45 minutes or more, at least 70% of its steps up, a rise of 30% or
+    more, and no single step carrying more than 40% of the rise: a step change (a deploy, a load shift) is
+    not a climb.
+    """
+    segments: list[list[tuple[datetime, float]]] = [[]]
+    for point in points:
+        current = segments[-1]
+        if current and current[-1][1] > 0 and point[1] < current[-1][1] * (1 - drop):
+            segments.append([])
+        segments[-1].append(point)
+    climbs: list[Climb] = []
+    for seg in segments:
+        if len(seg) < 5:
+            continue
+        steps = [b[1] - a[1] for a, b in zip(seg, seg[1:], strict=False)]
+        rise = seg[-1][1] - seg[0][1]
+        if rise <= 0 or seg[0][1] <= 0:
+            continue
+        up = sum(1 for s in steps if s > 0) / len(steps)
+        minutes = (seg[-1][0] - seg[0][0]).total_seconds() / 60
+        if up >= 0.7 and minutes >= 45 and seg[-1][1] / seg[0][1] >= 1.3 and max(steps) <= 0.4 * rise:
+            climbs.append(Climb(seg[0][0], seg[-1][0], seg[0][1], seg[-1][1], up, 0))
+    if not climbs:
+        return None
+    best = max(climbs, key=lambda c: c.minutes)
+    best.segments = len(climbs)
+    best.since = climbs[0].start
+    return best
 
 
 def label_map(series: dict[str, Any]) -> dict[str, str]:
