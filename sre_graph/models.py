@@ -162,6 +162,8 @@ class Finding(BaseModel):
     objects: list[str] = Field(default_factory=list)
     """Names of the objects involved (service, pod, node, deployment, collection, host): a cause and an effect
     are linked when they share one."""
+    steady: bool = False
+    """A background condition present at an even rate since well before the alert: context, not a trigger."""
     score: float = 0.0
     """Set by verify: the ranking score."""
     rank_notes: list[str] = Field(default_factory=list)

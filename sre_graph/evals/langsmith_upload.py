@@ -115,7 +115,7 @@ def upload_dataset(client: Client, cases: Sequence[Case], *, name: str | None = 
     dataset = client.create_dataset(name, description=f"sre-graph recorded incidents ({len(examples)} cases)",
                                     metadata={"source": "sre-graph eval --langsmith"})
     client.create_examples(dataset_id=dataset.id, examples=[
-        {"inputs": e["inputs"], "outputs": e["outputs"], "metadata": e["metadata"]} for e in examples])
+        {"inputs": e["inputs"], "reference_outputs": e["outputs"], "metadata": e["metadata"]} for e in examples])
     return dataset, True, len(examples)
 
 

@@ -72,7 +72,7 @@ def link_causes(findings: list[Finding]) -> list[Finding]:
     """
     updated = {id(f): f for f in findings}
     for cause in sorted(findings, key=lambda f: -taxonomy.get(f.root_cause).depth):
-        if cause.confidence < 0.3:
+        if cause.confidence < 0.25 or cause.steady:
             continue
         for effect in findings:
             if effect is cause or effect.root_cause not in cause.explains or cause.root_cause in effect.explains:
@@ -167,6 +167,12 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     done = set(state.get("domains_investigated") or [])
     remaining = [d for d in INVESTIGATORS if d not in done]
     decisive = leader is not None and leader.score >= DECISIVE and taxonomy.get(leader.root_cause).depth >= 2
-    next_domains = remaining if (not decisive and remaining and round_ < context.max_rounds) else []
+    if decisive and leader is not None:
+        # Confirm: if the leader is the cause, the effects it explains should show in their own domains.
+        predicted = {taxonomy.domain_of(rc) for rc in leader.explains}
+        wanted = [d for d in remaining if d in predicted]
+    else:
+        wanted = remaining
+    next_domains = wanted if round_ < context.max_rounds else []
     return {"ranked": ranked, "ruled_out": ruled_out, "dropped": dropped, "next_domains": next_domains,
             "round": round_ + 1 if next_domains else round_}

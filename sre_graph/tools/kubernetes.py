@@ -17,7 +17,9 @@ KINDS = ("pods", "deployments", "replicasets", "events", "nodes", "services", "e
 class KubernetesPort(Protocol):
     """What the engine asks of Kubernetes. Objects come back as ``kubectl -o json`` dicts."""
 
-    def list(self, kind: str, *, namespace: str | None = None, label_selector: str | None = None) -> list[dict[str, Any]]:
+    def list(
+        self, kind: str, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
         """Objects of one kind (one of ``KINDS``), optionally by namespace and label selector."""
         ...
 

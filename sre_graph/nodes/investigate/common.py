@@ -233,14 +233,14 @@ class Investigation:
     def propose(self, root_cause: str, statement: str, evidence_ids: list[str], confidence: float, *,
                 onset: datetime | None = None, subject: str = "", keywords: list[str] | None = None,
                 remediation: list[str] | None = None, explains: list[str] | None = None,
-                domain: str | None = None, objects: list[str] | None = None) -> Finding:
+                domain: str | None = None, objects: list[str] | None = None, steady: bool = False) -> Finding:
         """Propose a finding in the root cause's own domain."""
         finding = Finding(
             domain=domain or taxonomy.domain_of(root_cause) or self.domain,  # type: ignore[arg-type]
             root_cause=root_cause, statement=statement, evidence_ids=list(dict.fromkeys(evidence_ids)),
             confidence=max(0.0, min(1.0, confidence)), onset=onset, subject=subject,
             keywords=keywords or [], remediation=remediation or [], explains=explains or [],
-            objects=object_names([subject, *(objects or [])]))
+            objects=object_names([subject, *(objects or [])]), steady=steady)
         self.findings.append(finding)
         return finding
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sre_graph.nodes.investigate.common import STALE_AFTER, Investigation, ago
 from sre_graph.nodes.investigate.logscan import log_signals
-from sre_graph.nodes.investigate.signals import volume_factor
+from sre_graph.nodes.investigate.signals import steady_since, volume_factor
 from sre_graph.timeutil import iso, parse_time
 
 SLOW_MS = 100
@@ -87,7 +87,7 @@ def _profiler(inv: Investigation) -> None:
         weight = client_relevance(inv, apps)
         volume = min(len(in_window), 30) / 60
         confidence = (0.45 + volume + (0.1 if not covered and indexes else 0) + (0.1 if ratio >= 1000 else 0)) * weight
-        steady = steady_rate(times, inv)
+        steady = steady_since(times, inv.alert_time, inv.now)
         if steady:
             confidence *= 0.4
         onset = in_window[0]
@@ -99,22 +99,12 @@ def _profiler(inv: Investigation) -> None:
                     + (f"; issued by {', '.join(apps)}" if apps else "")
                     + (f"; at a steady rate since {iso(times[0])}, well before the alert: a background condition, "
                        "not what changed" if steady else "") + ".",
-                    evidence, confidence, onset=onset, subject=ns, objects=[collection, *apps],
+                    evidence, confidence, onset=onset, subject=ns, objects=[collection, *apps], steady=steady,
                     keywords=[collection, "COLLSCAN" if "COLLSCAN" in plan else plan, *fields[:2]],
                     remediation=[f"db.{collection}.createIndex({{{', '.join(f'{f}: 1' for f in fields)}}})"
                                  if fields else f"Add an index for the slow query on {ns}"],
                     explains=["upstream_timeout", "long_running_operation", "cache_pressure", "lock_contention",
                               "connection_exhaustion", "dependency_outage"])
-
-
-def steady_rate(times: list, inv: Investigation) -> bool:
-    """Whether events ran at an even rate from well before the alert (no onset near it)."""
-    if len(times) < 6 or times[0] > inv.alert_time - timedelta(minutes=30):
-        return False
-    middle = times[0] + (inv.now - times[0]) / 2
-    first = sum(1 for t in times if t < middle)
-    second = len(times) - first
-    return second < 1.5 * max(first, 1)
 
 
 def client_relevance(inv: Investigation, apps: list[str]) -> float:
@@ -133,7 +123,7 @@ def _current_ops(inv: Investigation) -> None:
         secs = float(op.get("secs_running") or 0)
         started = inv.now - timedelta(seconds=secs)
         command = op.get("command") or {}
-        desc = op.get("desc") or op.get("client") or op.get("appName") or ""
+        desc = " ".join(str(v) for v in (op.get("appName"), op.get("client") or op.get("desc")) if v)
         kind = next(iter(command), op.get("op", "op"))
         ev = inv.add_evidence("mongodb", "db.currentOp({active: true, secs_running: {$gte: 60}})",
                               str(op.get("opid")), f"Operation {op.get('opid')} ({op.get('op')} {kind} on "

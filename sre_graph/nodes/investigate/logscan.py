@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sre_graph.nodes.investigate.common import Investigation
-from sre_graph.nodes.investigate.signals import LineGroup, group_lines, is_quiet
+from sre_graph.nodes.investigate.signals import LineGroup, group_lines, is_quiet, steady_since
 from sre_graph.timeutil import iso, parse_time
 from sre_graph.tools.replay import log_line_time
 
@@ -84,6 +84,7 @@ def _to_signals(inv: Investigation, groups: dict, source: str, query: str, earli
             base_minutes = max((baseline_end - earliest).total_seconds() / 60, 1)
             incident_minutes = max((inv.now - baseline_end).total_seconds() / 60, 1)
             chronic = group.before / base_minutes >= 0.4 * group.count / incident_minutes
+        chronic = chronic or steady_since(group.times, inv.alert_time, inv.now)
         target = f" toward {group.target}" if group.target else ""
         summary = (f"{group.count} log lines from {group.service or 'unknown service'} with {group.signature.label}"
                    f"{target} between {iso(group.first)} and {iso(group.last)}")

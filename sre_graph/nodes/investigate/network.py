@@ -41,7 +41,7 @@ def _network_signals(inv: Investigation) -> list[LogSignal]:
 
 def _signature_finding(inv: Investigation, name: str, subject: str, group: list[LogSignal]) -> None:
     count = sum(s.group.count for s in group)
-    chronic = all(s.chronic for s in group)
+    chronic = any(s.chronic for s in group)
     first = min((s.group.first for s in group if s.group.first), default=None)
     services = sorted({s.group.service for s in group if s.group.service})
     weight = max(inv.relevance(s.group.service) for s in group)
@@ -69,7 +69,7 @@ def _signature_finding(inv: Investigation, name: str, subject: str, group: list[
         confidence *= 0.25
     keywords = [KEYWORD[name]] + ([target] if target else []) + services[:2]
     inv.propose(group[0].group.signature.root_cause, statement + ".", [s.evidence_id for s in group], confidence,
-                onset=onset, subject=target or subject, keywords=keywords, explains=EXPLAINS[name],
+                onset=onset, subject=target or subject, keywords=keywords, explains=EXPLAINS[name], steady=chronic,
                 objects=[*services, target])
 
 

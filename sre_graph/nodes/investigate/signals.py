@@ -10,7 +10,7 @@ import re
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sre_graph.timeutil import parse_time
@@ -142,6 +142,22 @@ def is_quiet(text: str) -> bool:
     return bool(_QUIET.search(text[:200]))
 
 
+def steady_since(times: list[datetime], alert_time: datetime, now: datetime) -> bool:
+    """Whether events ran at an even rate from well before the alert, with no onset near it.
+
+    The events must start 30 minutes or more before the alert, and the second half of their span must not
+    hold clearly more of them than the first: a background condition, not what changed.
+    """
+    if len(times) < 6:
+        return False
+    ordered = sorted(times)
+    if ordered[0] > alert_time - timedelta(minutes=30):
+        return False
+    middle = ordered[0] + (now - ordered[0]) / 2
+    first = sum(1 for t in ordered if t < middle)
+    return len(ordered) - first < 1.5 * max(first, 1)
+
+
 def volume_factor(count: int) -> float:
     """Down-weights a handful of lines: 4 lines are a hint, 15 or more a pattern."""
     return min(1.0, 0.4 + count / 25)
@@ -166,12 +182,15 @@ class LineGroup:
     before: int = 0
     """Occurrences in the baseline window before the incident window."""
 
+    times: list[datetime] = field(default_factory=list)
+
     def add(self, ts: datetime | None, text: str, *, baseline: bool) -> None:
         if baseline:
             self.before += 1
             return
         self.count += 1
         if ts is not None:
+            self.times.append(ts)
             self.first = ts if self.first is None or ts < self.first else self.first
             self.last = ts if self.last is None or ts > self.last else self.last
         if len(self.samples) < 3 and text not in self.samples:
