@@ -9,7 +9,7 @@ sources count.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -71,30 +71,55 @@ def link_causes(findings: list[Finding]) -> list[Finding]:
     ``LINK_BONUS`` above it; the effect is marked as a consequence. Mutual explanations are skipped.
     """
     updated = {id(f): f for f in findings}
-    for cause in sorted(findings, key=lambda f: -taxonomy.get(f.root_cause).depth):
+    pairs = []
+    for cause in findings:
         if cause.confidence < 0.25 or cause.steady:
             continue
         for effect in findings:
             if effect is cause or effect.root_cause not in cause.explains or cause.root_cause in effect.explains:
                 continue
             shared = shares_object(cause, effect)
-            if not shared or not follows(cause, effect):
-                continue
+            if shared and follows(cause, effect):
+                pairs.append((cause, effect, shared))
+    for _ in range(5):  # propagate up chains (A explains B explains C) until stable
+        changed = False
+        for cause, effect, shared in pairs:
             current_cause, current_effect = updated[id(cause)], updated[id(effect)]
-            target = max(current_cause.score, current_effect.score + LINK_BONUS)
             note = f"explains the {effect.root_cause} on {shared}"
-            updated[id(cause)] = current_cause.model_copy(update={
-                "score": round(target, 3),
-                "rank_notes": current_cause.rank_notes + ([note] if note not in current_cause.rank_notes else [])})
             consequence = f"a consequence of {cause.root_cause} on {shared}"
             if consequence not in current_effect.rank_notes:
-                updated[id(effect)] = current_effect.model_copy(update={
+                current_effect = current_effect.model_copy(update={
                     "score": round(current_effect.score - LINK_BONUS, 3),
                     "rank_notes": current_effect.rank_notes + [consequence]})
+                updated[id(effect)] = current_effect
+                changed = True
+            target = round(current_effect.score + 2 * LINK_BONUS, 3)
+            if target > current_cause.score or note not in current_cause.rank_notes:
+                updated[id(cause)] = current_cause.model_copy(update={
+                    "score": max(current_cause.score, target),
+                    "rank_notes": current_cause.rank_notes + ([note] if note not in current_cause.rank_notes else [])})
+                changed = changed or target > current_cause.score
+        if not changed:
+            break
     return list(updated.values())
 
 
-def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], alert_time) -> Finding:
+GRADUAL = frozenset({"memory_leak", "resource_leak", "tls_certificate_expired", "replication_lag", "storage_full",
+                     "cache_pressure", "node_pressure"})
+"""Causes that build up: they may begin long before the first symptom."""
+TRIGGER_WINDOW = timedelta(minutes=30)
+
+
+def symptom_onset(findings: list[Finding], alert_time: datetime) -> datetime:
+    """When the symptoms began: the earliest onset of a symptom-level finding (refused calls, timeouts, a failing
+    dependency), else the alert's start."""
+    onsets = [f.onset for f in findings if f.onset and taxonomy.get(f.root_cause).depth == 1
+              and f.confidence >= 0.4 and not f.steady and alert_time - STALE_AFTER < f.onset <= alert_time]
+    return min(onsets, default=alert_time)
+
+
+def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], alert_time: datetime,
+          first_symptom: datetime | None = None) -> Finding:
     """Score one finding against the others and the alert's time line; record why."""
     notes: list[str] = []
     value = finding.confidence
@@ -104,6 +129,7 @@ def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], ale
     if len(sources) > 1:
         value += 0.08 * (len(sources) - 1)
         notes.append(f"supported by {len(sources)} independent sources ({', '.join(sorted(sources))})")
+    first_symptom = first_symptom or alert_time
     if finding.onset is not None:
         if finding.onset > alert_time + timedelta(minutes=10):
             value -= 0.3
@@ -112,15 +138,24 @@ def score(finding: Finding, others: list[Finding], evidence: dict[str, Any], ale
             value -= 0.4
             notes.append(f"began {ago(finding.onset, alert_time)} before the alert: too old to "
                          "explain it")
-        else:
+        elif first_symptom - TRIGGER_WINDOW <= finding.onset <= first_symptom + timedelta(minutes=5):
+            value += 0.15
+            notes.append(f"began {ago(finding.onset, first_symptom)} before the first symptoms"
+                         if finding.onset <= first_symptom else "began with the first symptoms")
+        elif finding.onset < first_symptom and finding.root_cause in GRADUAL:
             value += 0.1
-            notes.append(f"began {ago(finding.onset, alert_time)} before the alert"
-                         if finding.onset <= alert_time else "began as the alert fired")
+            notes.append(f"built up from {ago(finding.onset, alert_time)} before the alert")
+        elif finding.onset < first_symptom:
+            notes.append(f"began {ago(finding.onset, first_symptom)} before the first symptoms, with nothing "
+                         "in between")
+        else:
+            value += 0.05
+            notes.append(f"began {ago(first_symptom, finding.onset)} after the first symptoms")
     strong_others = [o for o in others if o is not finding and o.confidence >= 0.3]
     explained = sorted({o.root_cause for o in strong_others if o.root_cause in finding.explains
                         and o.root_cause != finding.root_cause and follows(finding, o)})
     if explained:
-        value += min(0.1 * len(explained), 0.2)
+        value += min(0.05 * len(explained), 0.1)
         notes.append(f"explains the {', '.join(explained)} also observed")
     explained_by = sorted({o.root_cause for o in strong_others if finding.root_cause in o.explains
                            and o.root_cause != finding.root_cause and o.confidence >= finding.confidence * 0.8
@@ -147,7 +182,8 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
             continue
         supported.append(finding)
     merged = merge_duplicates(supported)
-    scored = [score(f, merged, evidence, alert.timestamp) for f in merged]
+    first_symptom = symptom_onset(merged, alert.timestamp)
+    scored = [score(f, merged, evidence, alert.timestamp, first_symptom) for f in merged]
     ranked = sorted(link_causes(scored), key=lambda f: -f.score)
 
     ruled_out: list[RuledOut] = []
@@ -166,7 +202,7 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     round_ = state.get("round", 1)
     done = set(state.get("domains_investigated") or [])
     remaining = [d for d in INVESTIGATORS if d not in done]
-    decisive = leader is not None and leader.score >= DECISIVE and taxonomy.get(leader.root_cause).depth >= 2
+    decisive = leader is not None and leader.score >= DECISIVE and taxonomy.get(leader.root_cause).depth >= 3
     if decisive and leader is not None:
         # Confirm: if the leader is the cause, the effects it explains should show in their own domains.
         predicted = {taxonomy.domain_of(rc) for rc in leader.explains}

@@ -185,8 +185,31 @@ class Investigation:
                 related.add(span["service.name"])
             if span.get("service.name") == self.service and span.get("peer.service"):
                 related.add(span["peer.service"])
+        related |= self._log_targets()
         self._cache["related"] = related
         return related
+
+    def _log_targets(self) -> set[str]:
+        """Services the alerted service's own warning and error logs name as the target of failed calls."""
+        from sre_graph.nodes.investigate.signals import extract_target, host_to_service
+
+        texts = [str((row.get("data") or {}).get("body", "")) + " " + " ".join(
+            str(v) for v in ((row.get("data") or {}).get("attributes_string") or {}).values())
+            for row in self.logs(service=self.service, min_severity="WARN", start=self.window_start, limit=500)]
+        if not texts and not self.available("signoz"):
+            for pod in self.pods(self.alert.namespace):
+                if self.pod_service(pod) != self.service:
+                    continue
+                for container in ((pod.get("spec") or {}).get("containers") or [])[:1]:
+                    name = (pod.get("metadata") or {}).get("name", "")
+                    texts += self.pod_logs((pod.get("metadata") or {}).get("namespace", ""), name,
+                                           container.get("name", ""), tail=200).splitlines()
+        targets = set()
+        for text in texts:
+            target = extract_target(text)
+            if target:
+                targets.add(host_to_service(target))
+        return targets
 
     def relevance(self, service: str | None, namespace: str | None = None) -> float:
         """How close an object is to the alert: 1.0 the service or its dependency, 0.8 same namespace."""
