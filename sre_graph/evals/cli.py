@@ -188,10 +188,12 @@ def _langsmith(args: argparse.Namespace, settings: Any, repeat: int, concurrency
     from sre_graph.evals.runner import EvalRun
 
     if not args.quiet:
-        print(f"sre-graph: uploading {len(cases)} case(s) from {root} to LangSmith", file=sys.stderr)
+        print(f"sre-graph: uploading {len(cases)} case(s) from {root} to LangSmith"
+              + (" (the experiment runs one case at a time; --concurrency applies to local runs)"
+                 if concurrency > 1 else ""), file=sys.stderr)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # langsmith prints its links; stdout is the summary
-            summary = run_experiment(cases, settings=settings, repeat=repeat, concurrency=concurrency)
+            summary = run_experiment(cases, settings=settings, repeat=repeat)
     except LangSmithError as exc:
         raise _bad_input(f"LangSmith: {' '.join(str(exc).split())[:300]}") from None
     print(f"sre-graph: dataset {summary.dataset_name} ({summary.examples} examples, "
@@ -204,7 +206,7 @@ def _langsmith(args: argparse.Namespace, settings: Any, repeat: int, concurrency
     metadata = {"model": settings.model, "base_url": settings.base_url, "git": git_commit(),
                 "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "incidents_dir": str(root), "filters": list(args.filters), "cases": len(cases),
-                "repeat": repeat, "concurrency": concurrency,
+                "repeat": repeat, "concurrency": 1,
                 "langsmith": {"dataset": summary.dataset_name, "dataset_id": summary.dataset_id,
                               "experiment": summary.experiment_name, "url": summary.experiment_url}}
     _finish(EvalRun(results=results, metrics=compute_metrics(results, repeat=repeat), metadata=metadata), args)

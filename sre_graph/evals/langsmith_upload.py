@@ -201,10 +201,15 @@ def make_target(cases: Sequence[Case], settings: Settings,
     return sre_graph_investigate
 
 
-def run_experiment(cases: Sequence[Case], *, settings: Settings, repeat: int = 1, concurrency: int = 1,
+def run_experiment(cases: Sequence[Case], *, settings: Settings, repeat: int = 1,
                    client: Client | None = None, dataset_name: str | None = None,
                    experiment_prefix: str | None = None) -> ExperimentSummary:
-    """Upload the set (or reuse it) and run it as a LangSmith experiment with the scorers as evaluators."""
+    """Upload the set (or reuse it) and run it as a LangSmith experiment with the scorers as evaluators.
+
+    The experiment runs one example at a time (``max_concurrency=0``): with a thread pool, langsmith's
+    ``evaluate`` can shut its executor down while evaluators are still submitting feedback
+    ("cannot schedule new futures after shutdown"), and scores go missing.
+    """
     client = client or make_client()
     dataset, created, count = upload_dataset(client, cases, name=dataset_name)
     sink: list[CaseResult] = []
@@ -212,7 +217,8 @@ def run_experiment(cases: Sequence[Case], *, settings: Settings, repeat: int = 1
         make_target(cases, settings, sink), data=dataset.name, evaluators=list(EVALUATORS),
         experiment_prefix=experiment_prefix or f"sre-graph-{settings.model}",
         metadata={"model": settings.model, "max_rounds": settings.max_rounds},
-        num_repetitions=repeat, max_concurrency=concurrency, blocking=True)
+        num_repetitions=repeat, max_concurrency=0, blocking=True)
+    client.flush()  # runs and feedback go out on a background queue; send them before reporting success
     return ExperimentSummary(dataset_name=dataset.name, dataset_id=str(dataset.id), dataset_created=created,
                              examples=count, experiment_name=str(getattr(results, "experiment_name", "")),
                              experiment_url=getattr(results, "url", None), results=sink)

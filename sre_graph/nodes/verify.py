@@ -108,6 +108,8 @@ GRADUAL = frozenset({"memory_leak", "resource_leak", "tls_certificate_expired", 
                      "cache_pressure", "node_pressure"})
 """Causes that build up: they may begin long before the first symptom."""
 TRIGGER_WINDOW = timedelta(minutes=30)
+CHANGES = frozenset({"error_spike_after_deploy", "bad_rollout", "config_error"})
+"""Causes that are changes: when one leads, look in every domain for the mechanism it set off."""
 
 
 def symptom_onset(findings: list[Finding], alert_time: datetime) -> datetime:
@@ -203,7 +205,7 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     done = set(state.get("domains_investigated") or [])
     remaining = [d for d in INVESTIGATORS if d not in done]
     decisive = leader is not None and leader.score >= DECISIVE and taxonomy.get(leader.root_cause).depth >= 3
-    if decisive and leader is not None:
+    if decisive and leader is not None and leader.root_cause not in CHANGES:
         # Confirm: if the leader is the cause, the effects it explains should show in their own domains.
         predicted = {taxonomy.domain_of(rc) for rc in leader.explains}
         wanted = [d for d in remaining if d in predicted]

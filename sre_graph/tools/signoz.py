@@ -543,6 +543,7 @@ class LiveSignoz:
         """One metric's series, grouped by every label it has unless ``group_by`` names the labels.
 
         Labels come in group-by order, as SigNoz returns them; values are ``{"timestamp", "value"}``.
+        Points at exactly ``end`` are included.
         """
         if end <= start:
             return []
@@ -557,7 +558,9 @@ class LiveSignoz:
         if metric_filter:
             spec["filter"] = metric_filter
         out: list[dict[str, Any]] = []
-        for result in self._query(start, end, "time_series", spec):
+        # SigNoz reads [start, end); metric points carry whole milliseconds, so one more millisecond
+        # makes the window [start, end] like every other call of the port.
+        for result in self._query(start, end + timedelta(milliseconds=1), "time_series", spec):
             for aggregation in result.get("aggregations") or []:
                 for series in aggregation.get("series") or []:
                     labels = [{"key": {"name": (lab.get("key") or {}).get("name")}, "value": lab.get("value")}

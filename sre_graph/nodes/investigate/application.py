@@ -8,15 +8,94 @@ from urllib.parse import urlparse
 
 from sre_graph.nodes.investigate import metrics as metric_signals
 from sre_graph.nodes.investigate.common import CHANGE_LOOKBACK, STALE_AFTER, Investigation, ago, last_change
-from sre_graph.nodes.investigate.infrastructure import rollout_changes
-from sre_graph.nodes.investigate.logscan import log_signals
+from sre_graph.nodes.investigate.infrastructure import config_only, configmaps_used, rollout_changes
+from sre_graph.nodes.investigate.logscan import log_signals, log_text
 from sre_graph.timeutil import iso, parse_time
 
 _BUCKET = timedelta(minutes=5)
 
 
 def _deploys_against_errors(inv: Investigation) -> None:
-    _deploys(inv, _error_spikes(inv))
+    spikes = _error_spikes(inv)
+    _deploys(inv, spikes)
+    _config_changes(inv, spikes)
+
+
+def _configmap_diff(cm: dict) -> tuple[list[str], bool]:
+    """What a ConfigMap's data differs in from its last ``kubectl apply`` (``drift``: edited by hand)."""
+    import json as _json
+
+    meta = cm.get("metadata") or {}
+    applied = (meta.get("annotations") or {}).get("kubectl.kubernetes.io/last-applied-configuration")
+    if not applied:
+        return [], False
+    try:
+        before = (_json.loads(applied).get("data") or {})
+    except ValueError:
+        return [], False
+    now = cm.get("data") or {}
+    changes = [f"{k}: {before.get(k)!r} → {now.get(k)!r}" for k in sorted(set(before) | set(now))
+               if before.get(k) != now.get(k)]
+    return changes, bool(changes)
+
+
+def _config_changes(inv: Investigation, spikes: dict[str, tuple[datetime, str, int, int]]) -> None:
+    """Configuration changes (ConfigMaps, env, config-only rollouts) followed by errors."""
+    namespaces = {c["namespace"] for c in rollout_changes(inv)}
+    configmaps: dict[tuple[str, str], dict] = {}
+    for ns in namespaces | ({inv.namespace()} - {None}):
+        for cm in inv.k8s("configmaps", ns):
+            meta = cm.get("metadata") or {}
+            configmaps[(meta.get("namespace", ""), meta.get("name", ""))] = cm
+    for change in rollout_changes(inv):
+        when, service, name, ns = change["time"], change["service"], change["name"], change["namespace"]
+        if not config_only(change["diff"]) or not (inv.alert_time - CHANGE_LOOKBACK <= when <= inv.now):
+            continue
+        spike_service = next((s for s in spikes if s in (service, name)), None)
+        if spike_service is None and inv.service in spikes and service in inv.related_services():
+            spike_service = inv.service
+        if spike_service is None:
+            continue
+        onset, ev_errors, count, before = spikes[spike_service]
+        lead = (onset - when).total_seconds() / 60
+        if not -2 <= lead <= 45:
+            continue
+        rs = (change["newest"].get("metadata") or {}).get("name", "")
+        evidence = [inv.add_evidence(
+            "kubernetes", f"kubectl rollout history deployment/{name} -n {ns} (ReplicaSets)", rs,
+            f"Deployment {ns}/{name} rolled out revision {change['revision']} ({rs}) at {iso(when)} with the same "
+            f"image: " + "; ".join(change["diff"][:4]), "\n".join(change["diff"]), when), ev_errors]
+        keywords = [name]
+        keywords += [d.split(" env ", 1)[1].split(":", 1)[0] for d in change["diff"] if " env " in d]
+        details = [d for d in change["diff"] if " env " in d or " args:" in d]
+        for cm_name in sorted(configmaps_used(change["deployment"])):
+            cm = configmaps.get((ns, cm_name))
+            if cm is None:
+                continue
+            written = last_change(cm)
+            diff, drift = _configmap_diff(cm)
+            if not diff and not (written and when - CHANGE_LOOKBACK <= written <= when + timedelta(minutes=2)):
+                continue
+            keywords.append(cm_name)
+            keywords += [d.split(":", 1)[0] for d in diff]
+            details += [f"ConfigMap {cm_name} {d}" for d in diff]
+            evidence.append(inv.add_evidence(
+                "kubernetes", f"kubectl get configmap -n {ns} {cm_name} -o json", "data",
+                f"ConfigMap {ns}/{cm_name} written at {iso(written)}"
+                + (f"; differs from its last applied version (edited by hand): {'; '.join(diff[:4])}" if drift
+                   else ""), str(cm.get("data"))[:800], written))
+        samples = spikes[spike_service]
+        inv.propose("config_error",
+                    f"A configuration change broke {spike_service}: {ns}/{name} restarted at {iso(when)} on a new "
+                    f"configuration (" + ("; ".join(details[:3]) or "; ".join(change["diff"][:3])) + f"), and "
+                    f"{spike_service}'s errors rose {lead:.0f} min later ({samples[2]} since vs {samples[3]} "
+                    "before).", evidence, 0.8 if details else 0.65, onset=when, subject=f"{ns}/{name}",
+                    keywords=keywords, objects=[name, service, spike_service, *keywords[1:]],
+                    remediation=[f"Restore the previous configuration of {ns}/{name}"
+                                 + (f" ({', '.join(keywords[1:3])})" if len(keywords) > 1 else "")
+                                 + f", or roll back: kubectl rollout undo deployment/{name} -n {ns}"],
+                    explains=["error_spike_after_deploy", "upstream_timeout", "dependency_outage", "crash_loop",
+                              "probe_failure", "connection_refused", "rate_limited", "autoscaling_limit"])
 
 
 def _internal_host(host: str, internal: set[str]) -> bool:
@@ -93,15 +172,17 @@ def _error_spikes(inv: Investigation) -> dict[str, tuple[datetime, str, int, int
     """Per service: when its error logs/spans jumped, the evidence id, count after and before."""
     start = inv.alert_time - timedelta(hours=3)
     events: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
-    for row in inv.logs(min_severity="ERROR", start=start, limit=5000):
+    for row in inv.logs(min_severity="WARN", start=start, limit=5000):
         data = row.get("data") or {}
         ts = parse_time(row.get("timestamp"))
         if ts:
-            events[(data.get("resources_string") or {}).get("service.name", "")].append((ts, str(data.get("body"))))
-    for row in inv.traces(errors_only=True, start=start):
+            events[(data.get("resources_string") or {}).get("service.name", "")].append((ts, log_text(data)))
+    for row in inv.traces(start=start):
         data = row.get("data") or {}
         ts = parse_time(row.get("timestamp"))
-        if ts:
+        code = str(data.get("response_status_code") or "")
+        failed = data.get("has_error") or code[:1] == "5" or code in ("401", "403", "429")
+        if ts and failed:
             events[data.get("service.name", "")].append(
                 (ts, f"span {data.get('name')} {data.get('response_status_code') or ''} "
                      f"{data.get('status_message') or ''}".strip()))
@@ -124,7 +205,7 @@ def _error_spikes(inv: Investigation) -> dict[str, tuple[datetime, str, int, int
         peak_bucket = max(buckets.values())
         onset = next(t for t, _ in after if buckets[(t - inv.window_start) // _BUCKET] >= max(2, peak_bucket / 4))
         messages = Counter(m[:160] for _, m in after)
-        summary = (f"{service}: {len(after)} error logs/spans since {iso(inv.window_start)} "
+        summary = (f"{service}: {len(after)} warning/error logs and failed spans since {iso(inv.window_start)} "
                    f"({rate_after:.1f}/min vs {rate_before:.2f}/min before), rising from {iso(onset)}")
         ev = inv.add_evidence("signoz", f"logs and traces where service.name = '{service}' AND severity >= ERROR "
                               f"from {iso(start)} to {iso(inv.now)}", f"errors|{service}", summary,
@@ -136,6 +217,8 @@ def _error_spikes(inv: Investigation) -> dict[str, tuple[datetime, str, int, int
 def _deploys(inv: Investigation, spikes: dict[str, tuple[datetime, str, int, int]]) -> None:
     for change in rollout_changes(inv):
         when, service, name, ns = change["time"], change["service"], change["name"], change["namespace"]
+        if config_only(change["diff"]):
+            continue  # a configuration change: _config_changes weighs it
         candidates = [s for s in spikes if s == service or s == name or s.startswith(name) or name.startswith(s)]
         if not candidates:
             continue

@@ -104,7 +104,7 @@ def _profiler(inv: Investigation) -> None:
                     remediation=[f"db.{collection}.createIndex({{{', '.join(f'{f}: 1' for f in fields)}}})"
                                  if fields else f"Add an index for the slow query on {ns}"],
                     explains=["upstream_timeout", "long_running_operation", "cache_pressure", "lock_contention",
-                              "connection_exhaustion", "dependency_outage"])
+                              "connection_exhaustion", "dependency_outage", "error_spike_after_deploy"])
 
 
 def client_relevance(inv: Investigation, apps: list[str]) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -121,15 +122,22 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                 onset = finished
                 tail = inv.pod_logs(ns, name, cname, previous=True, tail=50)
                 causes = _log_causes(inv, tail, ns, name, cname)
+                last_words = _last_error_line(tail)
                 if causes:
                     evidence.append(causes[1])
                     onset = causes[2] or onset
+                elif last_words:
+                    evidence.append(inv.add_evidence(
+                        "kubernetes", f"kubectl logs -n {ns} {name} -c {cname} --previous --timestamps --tail=50",
+                        "last-words", f"{ns}/{name} ({cname}) previous run ended with: {last_words[:200]}",
+                        "\n".join(tail.splitlines()[-8:]), log_line_time(tail.splitlines()[-1]) if tail else None))
                 explain = ["connection_refused", "no_endpoints", "upstream_timeout", "probe_failure",
                            "dependency_outage"]
                 inv.propose("crash_loop",
                             f"Container {cname} of {subject} keeps exiting (code {terminated.get('exitCode')}), "
                             f"{restarts} restarts" + (f"; its last log lines show {causes[0].label}" if causes else
-                                                      "") + ".",
+                                                      f"; its last words: {last_words[:160]}" if last_words
+                                                      else "") + ".",
                             evidence, (0.55 + 0.05 * min(restarts, 4)) * weight, onset=onset, subject=subject, objects=objs,
                             keywords=[name, "CrashLoopBackOff"], explains=explain)
                 if causes and causes[0].root_cause == "config_error":
@@ -146,6 +154,19 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                 inv.propose("crash_loop", f"{subject} restarted {restarts} times, last {ago(finished, inv.alert_time)}"
                             " before the alert; it has been running since.", [ev], 0.1, onset=finished,
                             subject=subject)
+
+
+_ERRORISH = re.compile(r"error|fatal|panic|exception|traceback|failed|cannot|unable|denied|exec format|"
+                       r"segmentation|killed|exit(?:ed|ing)? (?:with|code)", re.IGNORECASE)
+
+
+def _last_error_line(text: str) -> str | None:
+    """The last error-looking line a crashed container wrote (without its timestamp)."""
+    for line in reversed(text.splitlines()[-20:]):
+        message = line.split(" ", 1)[1] if log_line_time(line) else line
+        if _ERRORISH.search(message):
+            return message.strip()
+    return None
 
 
 def _log_causes(inv: Investigation, text: str, ns: str, pod: str, container: str):
@@ -333,7 +354,29 @@ def _template_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
         for key in sorted(set(env_old) | set(env_new)):
             if env_old.get(key) != env_new.get(key):
                 changes.append(f"{name} env {key}: {_short(env_old.get(key))} → {_short(env_new.get(key))}")
-    return changes or ["pod template labels/annotations only"]
+    old_notes = (((old.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    new_notes = (((new.get("spec") or {}).get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    for key in sorted(set(old_notes) | set(new_notes)):
+        if old_notes.get(key) != new_notes.get(key):
+            changes.append(f"annotation {key}: {_short(old_notes.get(key))} → {_short(new_notes.get(key))}")
+    return changes or ["pod template labels only"]
+
+
+def config_only(diff: list[str]) -> bool:
+    """Whether a rollout changed configuration (env, args, config checksums, a restart) but not the image."""
+    return not any(d.startswith("image ") for d in diff) and any(
+        " env " in d or " args:" in d or " command:" in d or d.startswith("annotation ") for d in diff)
+
+
+def configmaps_used(deployment: dict[str, Any]) -> set[str]:
+    """Names of the ConfigMaps a deployment's pods read (env, envFrom, volumes)."""
+    spec = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    names = {((v.get("configMap") or {}).get("name")) for v in spec.get("volumes") or []}
+    for container in (spec.get("containers") or []) + (spec.get("initContainers") or []):
+        names |= {((e.get("configMapRef") or {}).get("name")) for e in container.get("envFrom") or []}
+        names |= {(((e.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("name"))
+                  for e in container.get("env") or []}
+    return {n for n in names if n}
 
 
 def _rollouts(inv: Investigation) -> None:
