@@ -26,7 +26,7 @@ _NOT_SECRET_NAMES = re.compile(r"^(?:token_?type|tokens?_?(?:count|used|total)|.
                                r"prompt_tokens|completion_tokens|max_tokens|keysExamined|key|keys|secretName|"
                                r"secretKeyRef|secretRef|passwordPolicy)$", re.IGNORECASE)
 
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+_PATTERNS: tuple[tuple[re.Pattern[str], str | None], ...] = (
     # PEM private keys (whole block)
     (re.compile(r"-----BEGIN (?:[A-Z]+ )*PRIVATE KEY-----[\s\S]*?(?:-----END (?:[A-Z]+ )*PRIVATE KEY-----|$)"),
      f"-----BEGIN PRIVATE KEY----- {MASK} -----END PRIVATE KEY-----"),
@@ -50,12 +50,12 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bnpm_[A-Za-z0-9]{30,}\b"), MASK),
     (re.compile(r"\bsk-(?:proj-)?[A-Za-z0-9_-]{20,}\b"), MASK),
     # key=value (no spaces), "key": "value" (quoted key), and key: value where the key ENDS in a secret word
-    (re.compile(r"(?P<key>\b[\w.-]*" + SECRET_NAME.pattern + r"[\w.-]*=)(?P<val>[^\s\"',;&}]{3,})", re.I),
-     r"\g<key>" + MASK),
+    (re.compile(r"(?P<key>\b[\w.-]*" + SECRET_NAME.pattern + r"[\w.-]*=)(?P<q>)(?P<val>[^\s\"',;&}]{3,})", re.I),
+     None),
     (re.compile(r"(?P<key>[\"'][\w.-]*" + SECRET_NAME.pattern + r"[\w.-]*[\"']\s*:\s*)(?P<q>[\"'])(?P<val>[^\"']{3,})"
-                r"(?P=q)", re.I), r"\g<key>\g<q>" + MASK + r"\g<q>"),
-    (re.compile(r"(?P<key>\b[\w.-]*(?:password|passwd|secret|token|api[-_]?key|access[-_]?key)\s*:\s*)"
-                r"(?P<val>[^\s\"',;&}]{3,})", re.I), r"\g<key>" + MASK),
+                r"(?P=q)", re.I), None),
+    (re.compile(r"(?P<key>\b[\w.-]*(?:password|passwd|secret|token|api[-_]?key|access[-_]?key)\s*:\s*)(?P<q>)"
+                r"(?P<val>[^\s\"',;&}]{3,})", re.I), None),
     # --password=xxx / --token xxx command-line flags
     (re.compile(r"(--?[\w-]*" + SECRET_NAME.pattern + r"[\w-]*[= ])(?!-)(\S{3,})", re.I), r"\1" + MASK),
 )
@@ -81,8 +81,21 @@ def redact_text(text: str) -> str:
                 continue
         elif not any((g.lower() in lowered) for g in gate):
             continue
-        text = pattern.sub(replacement, text)
+        text = pattern.sub(replacement if replacement is not None else _mask_value, text)
     return text
+
+
+_REFERENCE_KEY = re.compile(r"^[\"']?(?:secret|secret[-_]?name|secret[-_]?ref|credentials?[-_]?secret)[\"']?\s*[=:]",
+                            re.IGNORECASE)
+_OBJECT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _mask_value(match: re.Match[str]) -> str:
+    """Mask a secret-named key's value, except where the key names a Secret object (``secret: db-creds``)."""
+    key, quote, value = match.group("key"), match.group("q") or "", match.group("val")
+    if _REFERENCE_KEY.match(key) and _OBJECT_NAME.match(value) and "-" in value:
+        return match.group(0)
+    return f"{key}{quote}{MASK}{quote}"
 
 
 def _secret_key(name: str) -> bool:
@@ -107,7 +120,9 @@ def redact(value: Any) -> Any:
             if env_secret and key == "value":
                 out[key] = MASK
             elif isinstance(key, str) and _secret_key(key) and isinstance(item, (str, int, float)) and item != "":
-                out[key] = MASK
+                reference = (_REFERENCE_KEY.match(f"{key}:") and isinstance(item, str) and _OBJECT_NAME.match(item)
+                             and "-" in item)
+                out[key] = item if reference else MASK
             else:
                 out[key] = redact(item)
         return out

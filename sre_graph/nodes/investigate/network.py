@@ -137,6 +137,20 @@ def _policy_allows(policy: dict[str, Any], direction: str, peer: dict[str, Any])
     return False
 
 
+def signals_all(inv: Investigation) -> list[LogSignal]:
+    """Every log signal of the investigation."""
+    return log_signals(inv)
+
+
+def _allows_dns(spec: dict[str, Any]) -> bool:
+    """Whether a policy's egress rules let the selected pods reach DNS (port 53)."""
+    for rule in spec.get("egress") or []:
+        ports = rule.get("ports") or []
+        if not ports or any(str(p.get("port")) in ("53", "dns", "dns-tcp") for p in ports):
+            return True
+    return False
+
+
 def _policies(inv: Investigation) -> None:
     signals = _network_signals(inv)
     pods = inv.pods()
@@ -164,6 +178,12 @@ def _policies(inv: Investigation) -> None:
             if "Egress" in types and client in selected_services and target_pods and not _policy_allows(
                     policy, "Egress", target_pods[0]):
                 blocked.append(f"{client} → {target} (egress)")
+        if "Egress" in types and not _allows_dns(spec):
+            for signal in signals_all(inv):
+                if signal.group.signature.name in ("dns", "timeout") and not signal.chronic \
+                        and signal.group.service in selected_services:
+                    blocked.append(f"{signal.group.service} → DNS (port 53, egress)")
+                    failing = [*failing, signal]
         blocked = sorted(set(blocked))
         recent = changed is not None and changed >= inv.alert_time - CHANGE_LOOKBACK
         stale = changed is not None and changed < inv.alert_time - STALE_AFTER
@@ -183,8 +203,8 @@ def _policies(inv: Investigation) -> None:
                         objects=[name, *sorted(s for s in selected_services if s),
                                  *[b.split(" → ")[0] for b in blocked]],
                         remediation=[f"Allow the blocked traffic in NetworkPolicy {ns}/{name} or roll it back"],
-                        explains=["upstream_timeout", "connection_refused", "dependency_outage",
-                                  "error_spike_after_deploy"])
+                        explains=["upstream_timeout", "connection_refused", "dependency_outage", "dns_failure",
+                                  "error_spike_after_deploy", "probe_failure"])
         elif recent and selected:
             inv.propose("network_policy_block", f"NetworkPolicy {ns}/{name} was written at {iso(changed)} and "
                         f"restricts traffic to {', '.join(sorted(s for s in selected_services if s))}.", [ev],
