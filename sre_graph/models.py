@@ -130,6 +130,8 @@ class Evidence(BaseModel):
     """When the observed thing happened (first occurrence)."""
     end_timestamp: datetime | None = None
     """Last occurrence, for things seen over a span."""
+    healthy: bool = False
+    """A check that found nothing wrong: cited when ruling things out or when the answer is ``unknown``."""
 
     @staticmethod
     def make_id(source: str, query: str, key: str) -> str:

@@ -363,7 +363,7 @@ th { background: #f6f6f6; font-weight: 600; } td.num { text-align: right; font-v
 .badge { display: inline-block; padding: 1px 7px; border-radius: 10px; color: #fff; font-size: 12px; }
 .bad { color: #c62828; font-weight: 600; } .ok { color: #2e7d32; }
 .statement { max-width: 460px; color: #333; } code { font-size: 12px; }
-.failed td { background: #fffafa; }
+.failed td { background: #fffafa; } .failed td:first-child { min-width: 230px; }
 """
 
 
@@ -475,16 +475,16 @@ def render_html(run: EvalRun) -> str:
 <div class="meta">{meta}</div>
 <div class="kpis">{kpi_html}</div>
 <p>Outcomes: {split}</p>
-<h2>Charts</h2>
+<h2 id="charts">Charts</h2>
 <div class="charts">{charts}</div>
 <h2>By domain</h2>
 {_html_table(group_headers, _group_rows(m["by_domain"]), numeric=(1,))}
 <h2>By difficulty</h2>
 {_html_table(group_headers, _group_rows(m["by_difficulty"]), numeric=(1,))}
-<h2>Failing runs ({len(failed)})</h2>
+<h2 id="failing">Failing runs ({len(failed)})</h2>
 {failed_html}
 {flaky_html}
-<h2>Every run</h2>
+<h2 id="runs">Every run</h2>
 {every}
 </body>
 </html>

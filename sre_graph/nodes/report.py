@@ -44,6 +44,7 @@ def build_report(state: IncidentState, model: str = "rules") -> Report:
                                                                              "checked.")
                      + f" Checked {len(checked)} queries across {', '.join(looked_at) or 'no source'}.")
         cited_ids = [e for f in ranked[:3] for e in f.evidence_ids]
+        cited_ids += [e.id for e in evidence.values() if e.healthy][:6]
         confidence = 0.0
         remediation = list(entry.remediation)
         chain: list[Finding] = []

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from sre_graph.timeutil import parse_time
 from sre_graph.tools.base import SourceUnavailable
 
 KINDS = ("pods", "deployments", "replicasets", "events", "nodes", "services", "endpoints",
@@ -199,19 +200,21 @@ class LiveKubernetes:
             if container is None:
                 return ""
         kwargs: dict[str, Any] = {"container": container, "timestamps": True, "previous": previous}
-        if tail_lines:
-            kwargs["tail_lines"] = tail_lines
         if since is not None:
             if since.tzinfo is None:
                 since = since.replace(tzinfo=UTC)
             age = (datetime.now(UTC) - since).total_seconds()
             if age <= 0:
                 return ""  # nothing can have been logged after now
-            kwargs["since_seconds"] = max(1, math.ceil(age))
+            # sinceSeconds counts whole seconds on the kubelet's clock: ask for a little more, then cut
+            # exactly at `since` by each line's timestamp (and only then take the tail).
+            kwargs["since_seconds"] = math.ceil(age) + 2
+        elif tail_lines:
+            kwargs["tail_lines"] = tail_lines
         try:
             response = self._core.read_namespaced_pod_log(pod, namespace, _preload_content=False,
                                                           _request_timeout=self._timeout, **kwargs)
-            return response.data.decode("utf-8", errors="replace")
+            text = response.data.decode("utf-8", errors="replace")
         except ApiException as exc:
             # No such pod or container, or no previous instance: no logs, as `kubectl logs` would say.
             if exc.status in (400, 404):
@@ -219,6 +222,24 @@ class LiveKubernetes:
             raise self._unavailable(exc) from exc
         except (HTTPError, OSError) as exc:
             raise self._unavailable(exc) from exc
+        if since is None:
+            return text
+        lines = [line for line in text.splitlines() if not _logged_before(line, since)]
+        if tail_lines:
+            lines = lines[-tail_lines:]
+        return "".join(f"{line}\n" for line in lines)
+
+
+def _logged_before(line: str, since: datetime) -> bool:
+    """Whether a ``--timestamps`` log line was written before ``since`` (lines without a timestamp are kept)."""
+    head = line.split(" ", 1)[0]
+    if not head[:1].isdigit():
+        return False
+    try:
+        stamp = parse_time(head)
+    except ValueError:
+        return False
+    return stamp is not None and stamp < since
 
 
 DEFAULT_CONTAINER_ANNOTATION = "kubectl.kubernetes.io/default-container"

@@ -106,8 +106,9 @@ class LiveMongo:
     """pymongo against a server: only read commands, ``maxTimeMS`` on every one, a socket timeout below all.
 
     ``maxTimeMS`` lets the server abandon a slow command; the socket timeout (longer, by default twice
-    ``timeout_ms``) ends the wait when the server never answers. Every failure, including a bad URL,
-    raises :class:`SourceUnavailable`; the client is created on first use.
+    ``timeout_ms``) ends the wait when the server never answers. Reads are not retried by the driver, so
+    one call waits at most about the socket timeout. Every failure, including a bad URL, raises
+    :class:`SourceUnavailable`; the client is created on first use.
     """
 
     def __init__(self, url: str, *, timeout_ms: int = 5000, socket_timeout_ms: int | None = None,
@@ -144,7 +145,7 @@ class LiveMongo:
             try:
                 self._client = pymongo.MongoClient(
                     self._url, serverSelectionTimeoutMS=self._max_ms, connectTimeoutMS=self._max_ms,
-                    socketTimeoutMS=self._socket_ms, appname=self._app_name, connect=False)
+                    socketTimeoutMS=self._socket_ms, appname=self._app_name, retryReads=False, connect=False)
             except (ConfigurationError, PyMongoError, ValueError, TypeError) as exc:
                 raise SourceUnavailable("mongodb", f"invalid connection settings: {exc}") from exc
         return self._client

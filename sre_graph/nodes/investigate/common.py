@@ -245,12 +245,12 @@ class Investigation:
     # ------------------------------------------------------------ recording
 
     def add_evidence(self, source: DataSource, query: str, key: str, summary: str, excerpt: str = "",
-                     timestamp: datetime | None = None, end: datetime | None = None) -> str:
+                     timestamp: datetime | None = None, end: datetime | None = None, *, healthy: bool = False) -> str:
         """Record one piece of evidence; return its stable id."""
         evidence_id = Evidence.make_id(source, query, key)
         self.evidence[evidence_id] = Evidence(
             id=evidence_id, source=source, query=query, summary=summary, excerpt=excerpt[:1500],
-            timestamp=timestamp, end_timestamp=end)
+            timestamp=timestamp, end_timestamp=end, healthy=healthy)
         return evidence_id
 
     def propose(self, root_cause: str, statement: str, evidence_ids: list[str], confidence: float, *,

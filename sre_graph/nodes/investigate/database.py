@@ -116,6 +116,12 @@ def client_relevance(inv: Investigation, apps: list[str]) -> float:
 
 def _current_ops(inv: Investigation) -> None:
     ops = inv.ask("mongodb", "db.currentOp({active: true})", lambda p: p.current_op(), []) or []
+    if inv.available("mongodb"):
+        longest = max((float(op.get("secs_running") or 0) for op in ops), default=0)
+        inv.add_evidence("mongodb", "db.currentOp({active: true})", "summary",
+                         f"{len(ops)} active operations, the longest running {longest:.0f} s, "
+                         f"{sum(1 for op in ops if op.get('waitingForLock'))} waiting for a lock", "", inv.now,
+                         healthy=True)
     waiting = [op for op in ops if op.get("waitingForLock")]
     long_ops = [op for op in ops if float(op.get("secs_running") or 0) >= 60 and not op.get("waitingForLock")]
     long_ops.sort(key=lambda op: -float(op.get("secs_running") or 0))
@@ -168,6 +174,11 @@ def _replication(inv: Investigation) -> None:
         return
     members = status["members"]
     primary = next((m for m in members if m.get("stateStr") == "PRIMARY"), None)
+    inv.add_evidence("mongodb", "rs.status()", "summary",
+                     f"Replica set {status.get('set', '')}: " + ", ".join(
+                         f"{m.get('name')} {m.get('stateStr')}" for m in members)
+                     + (f"; primary elected {iso(parse_time(primary.get('electionDate')))}" if primary
+                        and primary.get("electionDate") else ""), "", parse_time(status.get("date")), healthy=True)
     excerpt = "\n".join(f"{m.get('name')} {m.get('stateStr')} optime {iso(parse_time(m.get('optimeDate')))} "
                         f"health {m.get('health')}" + (f" electionDate {iso(parse_time(m.get('electionDate')))}"
                                                        if m.get("electionDate") else "") for m in members)
@@ -210,6 +221,12 @@ def _server_status(inv: Investigation) -> None:
         return
     conns = status.get("connections") or {}
     current, available = float(conns.get("current") or 0), float(conns.get("available") or 0)
+    queue = ((status.get("globalLock") or {}).get("currentQueue") or {})
+    inv.add_evidence("mongodb", "db.serverStatus()", "summary",
+                     f"MongoDB {status.get('host', '')} up {float(status.get('uptime') or 0) / 3600:.0f} h: "
+                     f"{current:.0f} connections ({available:.0f} available), global lock queue "
+                     f"{queue.get('total', 0)}, asserts {json.dumps(status.get('asserts') or {})[:120]}",
+                     "", parse_time(status.get("localTime")), healthy=True)
     if current and current / max(current + available, 1) >= 0.9:
         ev = inv.add_evidence("mongodb", "db.serverStatus().connections", "connections",
                               f"{current:.0f} connections open, {available:.0f} available "

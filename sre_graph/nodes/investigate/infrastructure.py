@@ -261,7 +261,9 @@ def _events(inv: Investigation) -> None:
         statement = f"{events[0].get('reason')} on {obj.get('kind', 'object')} {subject}: {messages[0][:200]}"
         if chronic:
             statement += f" (recurring since {ago(first, inv.alert_time)} before the alert)"
-        explains = {"probe_failure": ["no_endpoints", "connection_refused", "upstream_timeout"],
+        liveness = any("liveness" in m.lower() for m in messages)
+        explains = {"probe_failure": ["no_endpoints", "connection_refused", "upstream_timeout"]
+                    + (["crash_loop"] if liveness else []),
                     "unschedulable": ["no_endpoints", "autoscaling_limit"],
                     "volume_failure": ["crash_loop", "no_endpoints", "unschedulable"],
                     "node_pressure": ["crash_loop", "no_endpoints", "probe_failure", "upstream_timeout"],

@@ -67,10 +67,28 @@ def _signature_finding(inv: Investigation, name: str, subject: str, group: list[
     if chronic:
         statement += " (at the same rate before the incident: long-standing noise)"
         confidence *= 0.25
+    if name in ("refused", "timeout") and not _located(inv, target):
+        statement += (f"; {target or 'the callee'} shows nothing that explains it" if target else
+                      "; the lines do not say which dependency")
+        confidence *= 0.5
     keywords = [KEYWORD[name]] + ([target] if target else []) + services[:2]
     inv.propose(group[0].group.signature.root_cause, statement + ".", [s.evidence_id for s in group], confidence,
                 onset=onset, subject=target or subject, keywords=keywords, explains=EXPLAINS[name], steady=chronic,
                 objects=[*services, target])
+
+
+def _located(inv: Investigation, target: str | None) -> bool:
+    """Whether a failing callee is where the trouble is visible: outside the cluster (an external host, a
+    Service backed by no pod), as opposed to an in-cluster workload that looks healthy or no named callee."""
+    if not target:
+        return False
+    if "." in target and ".svc" not in target:
+        return True
+    backing = [p for p in inv.pods() if inv.pod_service(p) == target]
+    if backing:
+        return False
+    services = [s for s in inv.k8s("services") if (s.get("metadata") or {}).get("name") == target]
+    return bool(services) and not any((s.get("spec") or {}).get("selector") for s in services)
 
 
 def _endpoints(inv: Investigation) -> None:

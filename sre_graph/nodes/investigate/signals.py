@@ -109,7 +109,10 @@ _TARGET_PATTERNS = (
 )
 
 _STOP_TARGETS = {"tcp", "the", "to", "server", "host", "upstream", "localhost", "127.0.0.1", "service", "http",
-                 "https", "on", "a", "an", "remote", "peer", "backend", "database", "db"}
+                 "https", "on", "a", "an", "remote", "peer", "backend", "database", "db", "failed", "failure",
+                 "error", "errors", "timeout", "timed", "with", "after", "while", "because", "due", "returned",
+                 "refused", "is", "was", "not", "no", "of", "for", "in", "at", "from", "and", "or", "reset",
+                 "unavailable", "closed", "exceeded", "deadline", "context", "request", "requests", "call", "calls"}
 
 
 def extract_target(line: str) -> str | None:
@@ -145,13 +148,13 @@ def is_quiet(text: str) -> bool:
 def steady_since(times: list[datetime], alert_time: datetime, now: datetime) -> bool:
     """Whether events ran at an even rate from well before the alert, with no onset near it.
 
-    The events must start 30 minutes or more before the alert, and the second half of their span must not
+    The events must start 20 minutes or more before the alert, and the second half of their span must not
     hold clearly more of them than the first: a background condition, not what changed.
     """
     if len(times) < 6:
         return False
     ordered = sorted(times)
-    if ordered[0] > alert_time - timedelta(minutes=30):
+    if ordered[0] > alert_time - timedelta(minutes=20):
         return False
     middle = ordered[0] + (now - ordered[0]) / 2
     first = sum(1 for t in ordered if t < middle)
