@@ -19,7 +19,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from sre_graph.evals.runner import CaseResult
+from pydantic import ValidationError
+
+from sre_graph.evals.metrics import compute_metrics
+from sre_graph.evals.runner import Case, CaseResult, EvalRun, git_commit, run_eval
+from sre_graph.settings import Settings, load_settings
+from sre_graph.timeutil import iso
 
 EXIT_OK = 0
 EXIT_BAD = 2
@@ -138,6 +143,8 @@ def _check(args: argparse.Namespace) -> int:
 
     root = _incidents_dir(args.dir)
     folders = incident_folders(root)
+    if not folders:
+        raise _bad_input(f"{root}: no incident folders to check")
     problems = check_all(root)
     for problem in problems:
         print(problem)
@@ -145,10 +152,10 @@ def _check(args: argparse.Namespace) -> int:
     print(f"sre-graph: checked {len(folders)} incident folder(s) in {root}: "
           + (f"{len(problems)} problem(s) in {broken} folder(s)" if problems else "no problems"),
           file=sys.stderr)
-    return EXIT_BAD if problems or not folders else EXIT_OK
+    return EXIT_BAD if problems else EXIT_OK
 
 
-def _cases(args: argparse.Namespace) -> tuple[Path, list[Any]]:
+def _cases(args: argparse.Namespace) -> tuple[Path, list[Case]]:
     from sre_graph.evals.runner import discover_cases, filter_cases
 
     root = _incidents_dir(args.dir)
@@ -161,7 +168,7 @@ def _cases(args: argparse.Namespace) -> tuple[Path, list[Any]]:
     return root, cases
 
 
-def _finish(run: Any, args: argparse.Namespace) -> None:
+def _finish(run: EvalRun, args: argparse.Namespace) -> None:
     from sre_graph.evals.reports import summary_text, write_reports
 
     out = Path(args.out) if args.out else _default_out()
@@ -173,7 +180,7 @@ def _finish(run: Any, args: argparse.Namespace) -> None:
     print(f"sre-graph: reports in {out}/: {', '.join(p.name for p in paths.values())}", file=sys.stderr)
 
 
-def _langsmith(args: argparse.Namespace, settings: Any, repeat: int, concurrency: int) -> int:
+def _langsmith(args: argparse.Namespace, settings: Settings, repeat: int, concurrency: int) -> int:
     from sre_graph.evals.langsmith_upload import LangSmithKeyMissing, api_key
 
     try:
@@ -184,13 +191,12 @@ def _langsmith(args: argparse.Namespace, settings: Any, repeat: int, concurrency
     from langsmith.utils import LangSmithError
 
     from sre_graph.evals.langsmith_upload import run_experiment
-    from sre_graph.evals.metrics import compute_metrics
-    from sre_graph.evals.runner import EvalRun
 
     if not args.quiet:
         print(f"sre-graph: uploading {len(cases)} case(s) from {root} to LangSmith"
               + (" (the experiment runs one case at a time; --concurrency applies to local runs)"
                  if concurrency > 1 else ""), file=sys.stderr)
+    started_at = datetime.now(UTC)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # langsmith prints its links; stdout is the summary
             summary = run_experiment(cases, settings=settings, repeat=repeat)
@@ -201,10 +207,8 @@ def _langsmith(args: argparse.Namespace, settings: Any, repeat: int, concurrency
           + (f" {summary.experiment_url}" if summary.experiment_url else ""), file=sys.stderr)
     order = {case.id: i for i, case in enumerate(cases)}
     results = sorted(summary.results, key=lambda r: (order.get(r.case_id, len(order)), r.run))
-    from sre_graph.evals.runner import git_commit
-
     metadata = {"model": settings.model, "base_url": settings.base_url, "git": git_commit(),
-                "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "started_at": iso(started_at), "finished_at": iso(datetime.now(UTC)),
                 "incidents_dir": str(root), "filters": list(args.filters), "cases": len(cases),
                 "repeat": repeat, "concurrency": 1,
                 "langsmith": {"dataset": summary.dataset_name, "dataset_id": summary.dataset_id,
@@ -230,18 +234,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         return _check(args)
     repeat = _positive(args.repeat, "--repeat")
     concurrency = _positive(args.concurrency, "--concurrency")
-    from pydantic import ValidationError
-
-    from sre_graph.settings import load_settings
-
     try:
         settings = load_settings(model=args.model, base_url=args.base_url)
     except ValidationError as exc:
         raise _bad_input(f"invalid settings: {' '.join(str(exc).split())}") from None
     if args.langsmith:
         return _langsmith(args, settings, repeat, concurrency)
-
-    from sre_graph.evals.runner import run_eval
 
     root, cases = _cases(args)
     if not args.quiet:

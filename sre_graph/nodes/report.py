@@ -18,8 +18,11 @@ MAX_EVIDENCE = 10
 
 def _supporting(leader: Finding, ranked: list[Finding]) -> list[Finding]:
     """Findings the leader explains: the causal chain shown under it."""
-    return [f for f in ranked if f is not leader and f.root_cause in leader.explains and f.score >= 0.35
-            and follows(leader, f)][:4]
+    corroborating = [f for f in ranked if f is not leader and f.root_cause == leader.root_cause and f.score >= 0.35
+                     and not f.steady][:2]
+    effects = [f for f in ranked if f is not leader and f.root_cause in leader.explains and f.score >= 0.35
+               and follows(leader, f)][:4]
+    return corroborating + effects
 
 
 def build_report(state: IncidentState, model: str = "rules") -> Report:

@@ -52,17 +52,24 @@ class LiveKubernetes:
         from kubernetes import client, config
 
         if api_client is None:
+            configuration = type.__call__(client.Configuration)  # a fresh one, not a copy of the global default
             try:
                 if kubeconfig or context:
-                    api_client = config.new_client_from_config(config_file=kubeconfig, context=context)
+                    config.load_kube_config(config_file=kubeconfig, context=context,
+                                            client_configuration=configuration)
                 else:
                     try:
-                        config.load_incluster_config()
-                        api_client = client.ApiClient()
+                        config.load_incluster_config(client_configuration=configuration)
                     except config.ConfigException:
-                        api_client = config.new_client_from_config()
+                        config.load_kube_config(client_configuration=configuration)
             except (config.ConfigException, OSError, TypeError, ValueError) as exc:
                 raise SourceUnavailable("kubernetes", f"no usable kubeconfig: {exc}") from exc
+            # urllib3 retries 3 times by default, so a silent server would cost 4 x `timeout`: retry a
+            # failed connection once and never a read that timed out.
+            from urllib3.util.retry import Retry
+
+            configuration.retries = Retry(total=1, read=0, redirect=0)
+            api_client = client.ApiClient(configuration=configuration)
         self._api = api_client
         self._timeout = timeout
         self._core = client.CoreV1Api(api_client)

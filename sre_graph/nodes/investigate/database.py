@@ -107,6 +107,22 @@ def _profiler(inv: Investigation) -> None:
                               "connection_exhaustion", "dependency_outage", "error_spike_after_deploy"])
 
 
+WRITE_OPS = {"insert", "update", "remove", "delete", "findAndModify", "bulkWrite"}
+
+
+def busiest_clients(inv: Investigation, *, writes_only: bool = False) -> list[tuple[str, int]]:
+    """Applications with the most in-progress operations (``appName``, else the client address)."""
+    ops = inv.ask("mongodb", "db.currentOp({active: true})", lambda p: p.current_op(), []) or []
+    counts: dict[str, int] = {}
+    for op in ops:
+        if writes_only and op.get("op") not in WRITE_OPS:
+            continue
+        name = str(op.get("appName") or op.get("client") or "")
+        if name:
+            counts[name] = counts.get(name, 0) + 1
+    return sorted(counts.items(), key=lambda kv: -kv[1])
+
+
 def client_relevance(inv: Investigation, apps: list[str]) -> float:
     """How close the database clients (``appName``) are to the alert; 0.8 when they are not named."""
     if not apps:
@@ -204,10 +220,23 @@ def _replication(inv: Investigation) -> None:
             ev = inv.add_evidence("mongodb", "rs.status()", f"lag:{member.get('name')}",
                                   f"Secondary {member.get('name')} is {lag:.0f} s behind the primary "
                                   f"(optime {iso(optime)} vs {iso(primary_time)})", excerpt, optime)
-            inv.propose("replication_lag", f"Secondary {member.get('name')} lags the primary by {lag:.0f} s.",
-                        [ev], min(0.5 + lag / 600, 0.9), onset=optime, subject=str(member.get("name")),
-                        keywords=[str(member.get("name")).split(":")[0], "lag"],
-                        explains=["upstream_timeout", "dependency_outage"])
+            writers = busiest_clients(inv, writes_only=True)[:2]
+            evidence = [ev]
+            if writers:
+                evidence.append(inv.add_evidence(
+                    "mongodb", "db.currentOp({active: true, op: {$in: writes}})", "writers",
+                    "Writes in progress on the primary by " + ", ".join(f"{n} ({c} ops)" for n, c in writers), "",
+                    inv.now))
+            inv.propose("replication_lag", f"Secondary {member.get('name')} lags the primary by {lag:.0f} s"
+                        + (f"; the primary is busy with writes from {', '.join(n for n, _ in writers)}"
+                           if writers else "") + ".",
+                        evidence, min(0.5 + lag / 600, 0.9), onset=optime, subject=str(member.get("name")),
+                        keywords=[str(member.get("name")).split(":")[0], "lag", *[n for n, _ in writers]],
+                        objects=[str(member.get("name")).split(":")[0], *[n for n, _ in writers]],
+                        remediation=[f"Throttle or pause the bulk writer ({writers[0][0]}) until the secondaries "
+                                     "catch up" if writers else "Reduce the write load until the secondaries catch up",
+                                     "Read from the primary (or with maxStalenessSeconds) while the secondaries lag"],
+                        explains=["upstream_timeout", "dependency_outage", "error_spike_after_deploy"])
     elif any(m.get("stateStr") in ("SECONDARY", "RECOVERING") for m in members):
         ev = inv.add_evidence("mongodb", "rs.status()", "no-primary", "The replica set has no PRIMARY", excerpt)
         inv.propose("failover", "The replica set has no primary member.", [ev], 0.7, onset=inv.alert_time,
@@ -232,10 +261,19 @@ def _server_status(inv: Investigation) -> None:
                               f"{current:.0f} connections open, {available:.0f} available "
                               f"({current / (current + available):.0%} of the limit)", json.dumps(conns)[:400],
                               parse_time(status.get("localTime")))
+        clients = busiest_clients(inv)[:3]
         inv.propose("connection_exhaustion", f"MongoDB has {current:.0f} connections open with only "
-                    f"{available:.0f} left ({current / (current + available):.0%} of its limit).", [ev], 0.7,
-                    onset=None, subject=str(status.get("host", "mongodb")), keywords=["connections"],
-                    explains=["upstream_timeout", "connection_refused", "dependency_outage"])
+                    f"{available:.0f} left ({current / (current + available):.0%} of its limit)"
+                    + (f"; the busiest clients are {', '.join(f'{n} ({c} ops)' for n, c in clients)}"
+                       if clients else "") + ".", [ev], 0.7,
+                    onset=None, subject=str(status.get("host", "mongodb")),
+                    keywords=["connections", *[n for n, _ in clients[:1]]],
+                    objects=[str(status.get("host", "mongodb")).split(":")[0], *[n for n, _ in clients[:1]]],
+                    remediation=[f"Cap the connection pool (maxPoolSize) of {clients[0][0]} so that replicas × pool "
+                                 "size stays under the server's limit" if clients else
+                                 "Cap the clients' connection pools (maxPoolSize)"],
+                    explains=["upstream_timeout", "connection_refused", "dependency_outage", "probe_failure",
+                              "crash_loop"])
     cache = (status.get("wiredTiger") or {}).get("cache") or {}
     size = float(cache.get("maximum bytes configured") or 0)
     used = float(cache.get("bytes currently in the cache") or 0)

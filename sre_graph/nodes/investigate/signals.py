@@ -54,7 +54,7 @@ SIGNATURES: tuple[Signature, ...] = (
               "rate limiting (HTTP 429)"),
     Signature("pool", "connection_exhaustion",
               _re(r"WaitQueueTimeout|WaitQueueFull|connection pool (?:is )?(?:exhausted|full|timeout)|"
-                  r"timed out while checking out a connection|too many connections|"
+                  r"timed out while checking out a connection|too many (?:open )?connections|"
                   r"connection limit|max(?:imum)? ?(?:pool ?size|connections)|pool exhausted|"
                   r"remaining connection slots"),
               "connection pool exhaustion"),
