@@ -114,11 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     inv = sub.add_parser("investigate", help="investigate an incident folder or an alert JSON file")
     inv.add_argument("path", help="an incident folder (replayed) or an alert JSON file (live sources)")
     common(inv)
+    from sre_graph.evals.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return parser
-
-
-class _Parser(argparse.ArgumentParser):
-    pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_investigate(args, demo_dir())
         if args.command == "investigate":
             return cmd_investigate(args)
+        if args.command == "eval":
+            from sre_graph.evals.cli import cmd_eval
+
+            return cmd_eval(args)
     except BadInput as exc:
         print(f"sre-graph: error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

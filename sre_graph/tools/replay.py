@@ -353,7 +353,9 @@ class SnapshotMongo:
         path = self._root / name
         if not path.exists():
             return None
-        return _read_jsonl(path) if name.endswith(".jsonl") else _read_json(path)
+        from sre_graph.tools.mongodb import normalise_extended_json
+
+        return normalise_extended_json(_read_jsonl(path) if name.endswith(".jsonl") else _read_json(path))
 
     def server_status(self):
         return self._load("serverStatus.json") or {}
