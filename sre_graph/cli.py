@@ -96,6 +96,38 @@ def cmd_investigate(args: argparse.Namespace, path: Path | None = None) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Record an incident folder for an alert from the live sources in settings."""
+    from sre_graph.context import live_sources
+    from sre_graph.ingest import AlertValidationError, parse_alert
+    from sre_graph.tools.record import record_incident
+
+    if args.window_minutes <= 0:
+        raise BadInput(f"--window-minutes must be positive, got {args.window_minutes}")
+    path = Path(args.alert)
+    payload = _load_alert_file(path)
+    try:
+        alert = parse_alert(payload)
+    except AlertValidationError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInput(f"{out}: already exists and is not an empty folder")
+    from datetime import timedelta
+
+    sources = live_sources(load_settings())
+    if not any((sources.kubernetes, sources.signoz, sources.mongodb)):
+        raise BadInput("no live source is configured: " + "; ".join(f"{k}: {v}" for k, v in
+                                                                   sorted(sources.unavailable.items())))
+    summary = record_incident(payload, alert, out, sources, namespaces=args.namespace,
+                              window=timedelta(minutes=args.window_minutes))
+    for source, reason in summary["failed"].items():
+        print(f"sre-graph: {source} not recorded: {reason}", file=sys.stderr)
+    print(json.dumps({k: v for k, v in summary.items() if v}, indent=1))
+    print(f"sre-graph: recorded {out}; fill in expected in {out / 'incident.yaml'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(prog="sre-graph", description="Evidence-first root-cause analysis for alerts.")
@@ -114,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     inv = sub.add_parser("investigate", help="investigate an incident folder or an alert JSON file")
     inv.add_argument("path", help="an incident folder (replayed) or an alert JSON file (live sources)")
     common(inv)
+    rec = sub.add_parser("record", help="record an incident folder from live sources, for replay and evals")
+    rec.add_argument("--alert", required=True, help="the alert JSON file (any supported payload)")
+    rec.add_argument("--out", required=True, help="the incident folder to write (must not exist or be empty)")
+    rec.add_argument("--namespace", action="append", default=[], help="namespace to record (repeatable; default: "
+                     "the alert's namespace)")
+    rec.add_argument("--window-minutes", type=int, default=180, help="minutes before the alert to record")
     from sre_graph.evals.cli import add_eval_parser
 
     add_eval_parser(sub)
@@ -129,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_investigate(args, demo_dir())
         if args.command == "investigate":
             return cmd_investigate(args)
+        if args.command == "record":
+            return cmd_record(args)
         if args.command == "eval":
             from sre_graph.evals.cli import cmd_eval
 
