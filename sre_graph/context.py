@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +20,10 @@ class Context:
     """Replay this recorded incident folder instead of querying live sources."""
     max_rounds: int = 2
     """Investigation rounds allowed (the first plus targeted follow-ups)."""
-    sources: Sources | None = field(default=None, repr=False)
-    """Ready-made data-source ports (library use and tests); built from the above when absent."""
-    settings: Settings | None = field(default=None, repr=False)
+    sources: Any = field(default=None, repr=False)
+    """Ready-made data-source ports (a ``Sources``; library use and tests); built from the above when absent."""
+    settings: Any = field(default=None, repr=False)
+    """A ``Settings`` object; the environment's when absent."""
 
 
 def resolve_sources(context: Context | None) -> Sources:
@@ -31,6 +33,15 @@ def resolve_sources(context: Context | None) -> Sources:
     context so every node of the run shares it.
     """
     context = context or Context()
+    with _RESOLVING:
+        return _resolve(context)
+
+
+_RESOLVING = threading.Lock()
+"""Parallel branches of one run resolve the context's sources once."""
+
+
+def _resolve(context: Context) -> Sources:
     if context.sources is None:
         if context.incident_dir:
             from sre_graph.tools.replay import load_incident

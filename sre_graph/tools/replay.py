@@ -465,7 +465,10 @@ def load_incident(path: str | Path) -> Incident:
     try:
         meta = yaml.safe_load(meta_path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise IncidentFormatError(f"{meta_path}: invalid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise IncidentFormatError(f"{meta_path}: invalid YAML{where}: {problem}") from None
     if not isinstance(meta, dict):
         raise IncidentFormatError(f"{meta_path}: expected a mapping")
     payload = _read_json(alert_path)
