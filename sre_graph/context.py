@@ -20,6 +20,8 @@ class Context:
     """Replay this recorded incident folder instead of querying live sources."""
     max_rounds: int = 2
     """Investigation rounds allowed (the first plus targeted follow-ups)."""
+    chat_model: Any = field(default=None, repr=False)
+    """A LangChain chat model object to use instead of building one from ``model`` (tests, custom clients)."""
     sources: Any = field(default=None, repr=False)
     """Ready-made data-source ports (a ``Sources``; library use and tests); built from the above when absent."""
     settings: Any = field(default=None, repr=False)

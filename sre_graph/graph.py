@@ -12,6 +12,7 @@ from __future__ import annotations
 from langgraph.graph import END, START, StateGraph
 
 from sre_graph.context import Context
+from sre_graph.llm import MODEL_RETRY
 from sre_graph.nodes.classify import classify
 from sre_graph.nodes.intake import intake
 from sre_graph.nodes.investigate import make_investigator
@@ -25,12 +26,12 @@ def build_graph() -> StateGraph:
     """The uncompiled graph; compile it with the checkpointer of your choice."""
     builder = StateGraph(IncidentState, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     builder.add_node("intake", intake)
-    builder.add_node("classify", classify)
+    builder.add_node("classify", classify, retry_policy=MODEL_RETRY)
     for domain, node in INVESTIGATORS.items():
-        builder.add_node(node, make_investigator(domain))
+        builder.add_node(node, make_investigator(domain), retry_policy=MODEL_RETRY)
         builder.add_edge(node, "verify")
-    builder.add_node("verify", verify)
-    builder.add_node("report", report)
+    builder.add_node("verify", verify, retry_policy=MODEL_RETRY)
+    builder.add_node("report", report, retry_policy=MODEL_RETRY)
 
     builder.add_edge(START, "intake")
     builder.add_edge("intake", "classify")

@@ -227,3 +227,9 @@ class Report(BaseModel):
     model: str = "rules"
     rounds: int = 1
     tool_calls: int = 0
+    tokens: dict[str, dict[str, int]] = Field(default_factory=dict)
+    """Prompt and completion tokens per node (empty in rules mode)."""
+    cost: float = 0.0
+    """Cost of the tokens at the configured prices."""
+    model_notes: list[str] = Field(default_factory=list)
+    """Where the model failed and the deterministic result stood in."""

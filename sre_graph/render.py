@@ -59,7 +59,17 @@ def to_markdown(report: Report) -> str:
     if report.root_cause == "unknown" and report.checked:
         lines += ["", "## What was checked"]
         lines += [f"- `{c}`" for c in report.checked[:30]]
-    lines += ["", f"_sre-graph · model: {report.model} · rounds: {report.rounds} · data-source calls: "
-                  f"{report.tool_calls} · alert at {iso(report.alert_time)} · generated {iso(report.generated_at)}_",
-              ""]
+    if report.model_notes:
+        lines += ["", "## Model fallbacks"]
+        lines += [f"- {n}" for n in report.model_notes]
+    footer = (f"_sre-graph · model: {report.model} · rounds: {report.rounds} · data-source calls: "
+              f"{report.tool_calls}")
+    if report.tokens:
+        prompt = sum(v.get("prompt_tokens", 0) for v in report.tokens.values())
+        completion = sum(v.get("completion_tokens", 0) for v in report.tokens.values())
+        footer += f" · tokens: {prompt} prompt + {completion} completion"
+        footer += f" ({', '.join(f'{k} {sum(v.values())}' for k, v in report.tokens.items())})"
+        footer += f" · cost ${report.cost:.4f}"
+    footer += f" · alert at {iso(report.alert_time)} · generated {iso(report.generated_at)}_"
+    lines += ["", footer, ""]
     return "\n".join(lines)

@@ -23,10 +23,15 @@ from sre_graph.tools.base import Sources
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
-def run_config(thread_id: str, settings: Settings | None = None) -> dict[str, Any]:
-    """The ``config`` for one run: its thread and an explicit recursion limit."""
+def run_config(thread_id: str, settings: Settings | None = None, *, incident_id: str | None = None) -> dict[str, Any]:
+    """The ``config`` for one run: its thread, an explicit recursion limit, and trace metadata (LangSmith)."""
     settings = settings or load_settings()
-    return {"configurable": {"thread_id": thread_id}, "recursion_limit": settings.recursion_limit}
+    metadata = {"thread_id": thread_id, "model": settings.model}
+    if incident_id:
+        metadata["incident_id"] = incident_id
+    return {"configurable": {"thread_id": thread_id}, "recursion_limit": settings.recursion_limit,
+            "run_name": "sre-graph investigation", "tags": ["sre-graph", f"model:{settings.model}"],
+            "metadata": metadata}
 
 
 CHECKPOINT_TYPES = [(cls.__module__, cls.__name__) for cls in (
@@ -62,6 +67,7 @@ def investigate(
     progress: ProgressFn | None = None,
     redis_url: str | None = None,
     interrupt_after: list[str] | None = None,
+    chat_model: Any = None,
 ) -> Report | None:
     """Investigate one alert and return the report.
 
@@ -74,6 +80,7 @@ def investigate(
         progress: Called with (node name, update) as each node finishes.
         redis_url: Checkpoint to this Redis (overrides settings).
         interrupt_after: Stop after these nodes (for inspection or resume); the report is then ``None``.
+        chat_model: A LangChain chat model object to use (overrides the model named in settings).
     """
     settings = settings or load_settings()
     if alert is None:
@@ -82,12 +89,16 @@ def investigate(
         from sre_graph.tools.replay import load_incident
 
         alert = load_incident(incident_dir).alert_payload
-    context = Context(model=settings.model, incident_dir=str(incident_dir) if incident_dir else None,
-                      max_rounds=settings.max_rounds, sources=sources, settings=settings)
+    model_name = settings.model if chat_model is None else getattr(chat_model, "model_name", None) or type(
+        chat_model).__name__
+    context = Context(model=model_name, incident_dir=str(incident_dir) if incident_dir else None,
+                      max_rounds=settings.max_rounds, sources=sources, settings=settings, chat_model=chat_model)
     thread_id = thread_id or str(uuid.uuid4())
+    incident_id = str(alert.get("alert_id") or alert.get("groupKey") or thread_id)
     with checkpointer(redis_url or settings.redis_url) as saver:
         graph = build_graph().compile(checkpointer=saver, interrupt_after=interrupt_after)
-        return stream_run(graph, {"alert": alert}, context, run_config(thread_id, settings), progress)
+        return stream_run(graph, {"alert": alert}, context, run_config(thread_id, settings, incident_id=incident_id),
+                          progress)
 
 
 def stream_run(graph: Any, graph_input: dict[str, Any] | None, context: Context, config: dict[str, Any],

@@ -15,6 +15,17 @@ def merge_evidence(left: dict[str, Evidence] | None, right: dict[str, Evidence] 
     return {**(left or {}), **(right or {})}
 
 
+def merge_usage(left: dict[str, dict[str, int]] | None,
+                right: dict[str, dict[str, int]] | None) -> dict[str, dict[str, int]]:
+    """Sum token counts per node across branches and rounds."""
+    out = {k: dict(v) for k, v in (left or {}).items()}
+    for node, counts in (right or {}).items():
+        slot = out.setdefault(node, {})
+        for key, value in counts.items():
+            slot[key] = slot.get(key, 0) + int(value)
+    return out
+
+
 def union(left: list[str] | None, right: list[str] | None) -> list[str]:
     """Order-preserving set union, for names written by several branches."""
     out = list(left or [])
@@ -45,6 +56,10 @@ class IncidentState(InputState, total=False):
     unavailable: Annotated[list[str], union]
     """``source: reason`` for sources that could not answer."""
     tool_calls: Annotated[int, operator.add]
+    usage: Annotated[dict[str, dict[str, int]], merge_usage]
+    """Prompt and completion tokens per node, from the model API's usage fields."""
+    model_notes: Annotated[list[str], union]
+    """Where the model failed and the deterministic result stood in, or what the model's checks removed."""
     round: int
     """Investigation round counter (1-based); bounded by the context's ``max_rounds``."""
     next_domains: list[str]
@@ -52,8 +67,12 @@ class IncidentState(InputState, total=False):
     ranked: list[Finding]
     """Findings that survived verification, best first."""
     ruled_out: list[RuledOut]
-    dropped: list[str]
-    """Findings verify removed, with why."""
+    dropped: Annotated[list[str], union]
+    """Findings verify removed, with why (across rounds)."""
+    recheck_done: bool
+    """Whether the one extra round after the leader lost its support has been granted."""
+    rejected_claims: Annotated[list[str], union]
+    """Statements the model's check found unsupported: kept out of later rounds too."""
     report: Report
 
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
+from langgraph.runtime import Runtime
+from pydantic import BaseModel, Field
+
+from sre_graph.context import Context, as_context
+from sre_graph.llm import MODEL_RETRY, ModelUnavailable, fallback_or_retry, resolve_model, structured
 from sre_graph.models import Alert, Classification
+from sre_graph.prompts import render, untrusted
 from sre_graph.state import IncidentState, typed
 from sre_graph.taxonomy import DOMAINS
 
@@ -60,6 +66,37 @@ def classify_rules(alert: Alert) -> Classification:
                           rationale=f"alert wording scores: {terms}", method="rules")
 
 
-def classify(state: IncidentState) -> dict[str, Any]:
-    """Classify the parsed alert and start round 1."""
-    return {"classification": classify_rules(typed(state)["parsed_alert"]), "round": 1}
+class ModelClassification(BaseModel):
+    """What the model returns for an alert."""
+
+    domains: list[Literal["network", "database", "infrastructure", "application"]] = Field(
+        min_length=1, description="Domains to investigate, strongest first.")
+    confidence: dict[str, float] = Field(default_factory=dict, description="Confidence 0..1 per domain.")
+    severity: Literal["critical", "high", "medium", "low"]
+    service: str
+    namespace: str | None = None
+
+
+def classify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Classify the parsed alert (the model when configured, else rules) and start round 1."""
+    alert = typed(state)["parsed_alert"]
+    rules = classify_rules(alert)
+    model = resolve_model(as_context(runtime.context))
+    if model is None:
+        return {"classification": rules, "round": 1}
+    prompt = render("classify", alert=untrusted("alert", alert.model_dump_json(
+        include={"service_name", "severity", "message", "labels", "annotations"})))
+    try:
+        out, usage = structured(model, ModelClassification, prompt)
+    except ModelUnavailable as exc:
+        note = fallback_or_retry(exc, runtime, MODEL_RETRY.max_attempts)
+        return {"classification": rules.model_copy(update={"method": "rules (model failed)"}), "round": 1,
+                "model_notes": [f"classify: model failed ({note}); used the rules classifier"]}
+    domains = list(dict.fromkeys(out.domains))
+    scores = {d: round(float(out.confidence.get(d, 0.5)), 2) for d in domains}
+    classification = Classification(
+        domains=domains, scores=scores, severity=alert.severity, priority=alert.priority,
+        service=alert.service_name, namespace=alert.namespace or out.namespace,
+        rationale=f"model: {', '.join(f'{d} {scores[d]:.2f}' for d in domains)}; {rules.rationale}",
+        method="model")
+    return {"classification": classification, "round": 1, "usage": {"classify": usage} if usage else {}}

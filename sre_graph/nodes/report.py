@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from langgraph.runtime import Runtime
 
 from sre_graph import taxonomy
+from pydantic import BaseModel, Field
+
 from sre_graph.context import Context, as_context
+from sre_graph.llm import MODEL_RETRY, ModelUnavailable, cost, fallback_or_retry, resolve_model, structured
+from sre_graph.prompts import render, untrusted
+from sre_graph.settings import load_settings
 from sre_graph.models import Evidence, Finding, Report, TimelineEntry, utcnow
 from sre_graph.nodes.verify import CONCLUSIVE, follows
 from sre_graph.state import IncidentState, typed
@@ -92,10 +98,70 @@ def build_report(state: IncidentState, model: str = "rules") -> Report:
     )
 
 
+class Narrative(BaseModel):
+    """What the model writes into the report; everything else stays as the engine decided."""
+
+    summary: str = Field(description="Two sentences for the on-call engineer.")
+    root_cause_statement: str = Field(description="The root cause in plain words, citing evidence ids in brackets.")
+    impact: str
+    remediation: list[str] = Field(description="Specific steps, in order.")
+
+
+_CITATION = re.compile(r"\[([a-z0-9]+-[0-9a-f]{8})\]")
+
+
+def _cites_only(text: str, known: set[str]) -> bool:
+    return all(ref in known for ref in _CITATION.findall(text))
+
+
+def _keep_cited(text: str, known: set[str]) -> tuple[str, list[str]]:
+    """Drop sentences that cite evidence ids the report does not hold."""
+    kept, dropped = [], []
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        (kept if _cites_only(sentence, known) else dropped).append(sentence)
+    return " ".join(kept), dropped
+
+
 def report(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Write the report into state."""
+    """Write the report: the engine's conclusion, in the model's words when one is configured."""
     context = as_context(runtime.context)
-    return {"report": build_report(state, model=context.model)}
+    settings = context.settings or load_settings()
+    state = typed(state)
+    usage_total = dict(state.get("usage") or {})
+    notes = list(state.get("model_notes") or [])
+    base = build_report(state, model=context.model)
+    model = resolve_model(context)
+    update: dict[str, Any] = {}
+    if model is not None:
+        known = {e.id for e in base.evidence}
+        prompt = render(
+            "report", root_cause=base.root_cause, root_cause_title=base.root_cause_title,
+            findings=untrusted("verified findings", base.root_cause_statement),
+            evidence=untrusted("evidence", "\n".join(f"[{e.id}] {e.source} `{e.query}`: {e.summary}"
+                                                      for e in base.evidence)))
+        try:
+            narrative, usage = structured(model, Narrative, prompt)
+        except ModelUnavailable as exc:
+            notes.append(f"report: model failed ({fallback_or_retry(exc, runtime, MODEL_RETRY.max_attempts)}); "
+                         "the engine's wording stands")
+        else:
+            statement, dropped = _keep_cited(narrative.root_cause_statement, known)
+            summary, dropped_summary = _keep_cited(narrative.summary, known)
+            dropped += dropped_summary
+            base = base.model_copy(update={
+                "summary": summary or base.summary, "root_cause_statement": statement or base.root_cause_statement,
+                "impact": narrative.impact or base.impact,
+                "remediation": [r for r in narrative.remediation if _cites_only(r, known)] or base.remediation,
+                "dropped_claims": base.dropped_claims + [f"report: '{d[:160]}' cites evidence the report does not "
+                                                         "hold" for d in dropped]})
+            if usage:
+                usage_total.setdefault("report", {})
+                for key, value in usage.items():
+                    usage_total["report"][key] = usage_total["report"].get(key, 0) + value
+                update["usage"] = {"report": usage}
+    final = base.model_copy(update={"tokens": usage_total, "cost": cost(usage_total, settings),
+                                    "model_notes": notes})
+    return {**update, "report": final}
 
 
 __all__ = ["build_report", "report", "iso"]

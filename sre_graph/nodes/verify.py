@@ -15,7 +15,11 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from sre_graph import taxonomy
+from pydantic import BaseModel
+
 from sre_graph.context import Context, as_context
+from sre_graph.llm import MODEL_RETRY, ModelUnavailable, fallback_or_retry, resolve_model, structured
+from sre_graph.prompts import render, untrusted
 from sre_graph.models import Finding, RuledOut
 from sre_graph.nodes.investigate.common import STALE_AFTER, ago
 from sre_graph.nodes.route import INVESTIGATORS
@@ -176,7 +180,10 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     alert = state["parsed_alert"]
     dropped: list[str] = []
     supported: list[Finding] = []
+    rejected = set(state.get("rejected_claims") or [])
     for finding in state.get("findings") or []:
+        if finding.statement in rejected:
+            continue
         missing = [e for e in finding.evidence_ids if e not in evidence]
         if not finding.evidence_ids or missing:
             dropped.append(f"{finding.root_cause}: '{finding.statement[:120]}' cites evidence that was never "
@@ -187,6 +194,22 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     first_symptom = symptom_onset(merged, alert.timestamp)
     scored = [score(f, merged, evidence, alert.timestamp, first_symptom) for f in merged]
     ranked = sorted(link_causes(scored), key=lambda f: -f.score)
+    update: dict[str, Any] = {}
+    model = resolve_model(context)
+    lost_leader = False
+    if model is not None and ranked:
+        original_leader = ranked[0]
+        ranked, removed, note, usage = model_check(model, ranked, evidence, runtime)
+        if note:
+            update["model_notes"] = [note]
+        if usage:
+            update["usage"] = {"verify": usage}
+        if removed:
+            update["rejected_claims"] = [f.statement for f, _ in removed]
+            dropped += [f"{f.root_cause}: '{f.statement[:160]}' is not supported by its evidence ({why})"
+                        for f, why in removed]
+            lost_leader = any(f is original_leader for f, _ in removed)
+            update["lost_leader_domain"] = original_leader.domain if lost_leader else None
 
     ruled_out: list[RuledOut] = []
     leader = ranked[0] if ranked else None
@@ -211,6 +234,54 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
         wanted = [d for d in remaining if d in predicted]
     else:
         wanted = remaining
-    next_domains = wanted if round_ < context.max_rounds else []
-    return {"ranked": ranked, "ruled_out": ruled_out, "dropped": dropped, "next_domains": next_domains,
+    domain = update.pop("lost_leader_domain", None)
+    if lost_leader and domain and not state.get("recheck_done"):
+        # The leading hypothesis lost its support: one more targeted round in its domain, then conclude.
+        wanted = list(dict.fromkeys([domain, *wanted]))
+        update["recheck_done"] = True
+    next_domains = wanted if round_ < context.max_rounds + (1 if update.get("recheck_done") else 0) else []
+    return {**update, "ranked": ranked, "ruled_out": ruled_out, "dropped": list(dict.fromkeys(dropped)),
+            "next_domains": next_domains,
             "round": round_ + 1 if next_domains else round_}
+
+
+class ClaimCheck(BaseModel):
+    """The model's verdict on one claim."""
+
+    index: int
+    supported: bool
+    reason: str = ""
+
+
+class ClaimChecks(BaseModel):
+    """Verdicts for every claim."""
+
+    checks: list[ClaimCheck]
+
+
+CHECKED_CLAIMS = 4
+
+
+def model_check(model: Any, ranked: list[Finding], evidence: dict[str, Any],
+                runtime: Any) -> tuple[list[Finding], list[tuple[Finding, str]], str, dict[str, int]]:
+    """Ask the model whether each leading claim's cited evidence supports it; remove those it does not."""
+    claims = ranked[:CHECKED_CLAIMS] + [f for f in ranked[CHECKED_CLAIMS:] if f.subject == "model"][:CHECKED_CLAIMS]
+    cited = {e for f in claims for e in f.evidence_ids}
+    prompt = render(
+        "verify",
+        claims="\n".join(f"{i}. [{f.root_cause}] {f.statement} (cites {', '.join(f.evidence_ids)})"
+                         for i, f in enumerate(claims)),
+        evidence=untrusted("evidence", "\n".join(
+            f"[{ev.id}] {ev.source} `{ev.query}`: {ev.summary}\n{ev.excerpt[:600]}"
+            for ev in (evidence[e] for e in sorted(cited) if e in evidence))))
+    try:
+        verdict, usage = structured(model, ClaimChecks, prompt)
+    except ModelUnavailable as exc:
+        note = fallback_or_retry(exc, runtime, MODEL_RETRY.max_attempts)
+        return ranked, [], f"verify: model check failed ({note}); only the mechanical evidence-id check ran", {}
+    removed: list[tuple[Finding, str]] = []
+    for check in verdict.checks:
+        if 0 <= check.index < len(claims) and not check.supported:
+            removed.append((claims[check.index], check.reason or "the model found no support"))
+    removed_ids = {id(f) for f, _ in removed}
+    return [f for f in ranked if id(f) not in removed_ids], removed, "", usage

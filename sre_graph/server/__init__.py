@@ -1,0 +1,1 @@
+"""The sre-graph service: alert webhooks, the Slack app, the incident store."""
