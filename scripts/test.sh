@@ -35,6 +35,16 @@ if [ "$(cat "$stamp" 2>/dev/null || true)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# Servers and tools the tests run for real (each step is idempotent and quick once done):
+# a kube-apiserver built from Debian's source (cached), and Chromium for the eval report's browser test.
+./scripts/provision-kube.sh >/dev/null
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing chromium (headless browser for the HTML report test)" >&2
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
 set +e
 "$VPY" -m pytest "$@"
 status=$?

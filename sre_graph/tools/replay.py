@@ -197,6 +197,8 @@ class SnapshotKubernetes:
         path = folder / f"{container}{'.previous' if previous else ''}.log"
         if not path.exists():
             return ""
+        if since is not None and since.tzinfo is None:
+            since = since.replace(tzinfo=self._now.tzinfo)
         lines = []
         for line in path.read_text().splitlines():
             ts = log_line_time(line)
