@@ -224,29 +224,21 @@ def test_filter_cases(tmp_path: Path) -> None:
     assert [c.id for c in discover_cases(tmp_path / "db-slow")] == ["db-slow"], "one incident folder is a set"
 
 
-class TokenReport(Report):
-    """A report from a future engine that counts model tokens."""
-
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float | None = None
-
-
 def test_tokens_and_cost_are_read_when_present(tmp_path: Path) -> None:
-    """Tokens and cost are recorded when the report has them, absent otherwise."""
+    """Tokens and cost are recorded when a model ran, absent in rules mode."""
     folder = write_incident(tmp_path)
     case = discover_cases(folder)[0]
-    report = TokenReport(
+    report = Report(
         incident_id="a-1", title="t", service="checkout", severity="critical", priority="P0",
         alert_time="2026-03-14T10:00:00Z", generated_at="2026-03-14T10:05:00Z", summary="s",
         domain="infrastructure", root_cause="oom_killed", root_cause_title="OOM", root_cause_statement="checkout OOM",
         confidence=0.9, evidence=[], timeline=[], impact="", remediation=["raise the memory limit"],
-        input_tokens=1200, output_tokens=300, cost_usd=0.0123)
+        tokens={"classify": {"prompt_tokens": 200, "completion_tokens": 50},
+                "report": {"prompt_tokens": 1000, "completion_tokens": 250}}, cost=0.0123)
     result = result_from_report(case, report, wall_time_s=1.5)
     assert result.tokens == {"input": 1200, "output": 300, "total": 1500}
     assert result.cost_usd == pytest.approx(0.0123)
-    plain = result_from_report(case, Report.model_validate(report.model_dump(exclude={"input_tokens",
-                                                                                       "output_tokens", "cost_usd"})))
+    plain = result_from_report(case, report.model_copy(update={"tokens": {}, "cost": 0.0}))
     assert plain.tokens is None and plain.cost_usd is None
     metrics = compute_metrics([result, plain])
     assert metrics["overall"]["tokens"]["total"] == 1500 and metrics["overall"]["cost_usd"]["total"] == 0.0123

@@ -222,32 +222,12 @@ def filter_cases(cases: Iterable[Case], tags: Sequence[str] | None) -> list[Case
 
 
 def _usage(report: Report) -> tuple[dict[str, int] | None, float | None]:
-    """Model tokens and cost, if the report carries them (the fields are optional)."""
-    usage: Any = getattr(report, "usage", None) or {}
-    if hasattr(usage, "model_dump"):
-        usage = usage.model_dump()
-    if not isinstance(usage, dict):
-        usage = {}
-
-    def pick(*names: str) -> Any:
-        for name in names:
-            value = getattr(report, name, None)
-            if value is None:
-                value = usage.get(name)
-            if value is not None:
-                return value
-        return None
-
-    tokens = {key: pick(*names) for key, names in (
-        ("input", ("input_tokens", "prompt_tokens")),
-        ("output", ("output_tokens", "completion_tokens")),
-        ("total", ("total_tokens", "tokens")),
-    )}
-    tokens = {k: int(v) for k, v in tokens.items() if isinstance(v, (int, float))}
-    if tokens and "total" not in tokens:
-        tokens["total"] = tokens.get("input", 0) + tokens.get("output", 0)
-    cost = pick("cost_usd", "cost", "total_cost")
-    return (tokens or None), (float(cost) if isinstance(cost, (int, float)) else None)
+    """Model tokens (summed over nodes) and cost; ``None`` for both when no model ran."""
+    if not report.tokens:
+        return None, None
+    prompt = sum(int(v.get("prompt_tokens", 0)) for v in report.tokens.values())
+    completion = sum(int(v.get("completion_tokens", 0)) for v in report.tokens.values())
+    return {"input": prompt, "output": completion, "total": prompt + completion}, float(report.cost)
 
 
 def result_from_report(case: Case, report: Report, *, run: int = 0, wall_time_s: float = 0.0) -> CaseResult:
