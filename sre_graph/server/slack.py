@@ -167,12 +167,17 @@ def report_blocks(report: Report, link: str | None = None) -> list[dict[str, Any
         blocks.append(_section("_No evidence supports a conclusion._"))
 
     if report.remediation:
-        steps = report.remediation[:MAX_STEPS]
-        lines = [f"{i}. {clip(escape(step), 600)}" for i, step in enumerate(steps, 1)]
-        if len(report.remediation) > len(steps):
-            lines.append(f"_…and {len(report.remediation) - len(steps)} more in the full report_")
+        text, budget = "*Remediation*", TEXT_LIMIT - 60  # room for the "…and N more" line
+        shown = 0
+        for i, step in enumerate(report.remediation[:MAX_STEPS], 1):
+            line = f"\n{i}. {clip(escape(step), 600)}"
+            if len(text) + len(line) > budget:
+                break
+            text, shown = text + line, i
+        if len(report.remediation) > shown:
+            text += f"\n_…and {len(report.remediation) - shown} more in the full report_"
         blocks.append({"type": "divider"})
-        blocks.append(_section("*Remediation*\n" + "\n".join(lines)))
+        blocks.append(_section(text))
 
     context = [f"service `{escape(report.service)}`"]
     if report.namespace:

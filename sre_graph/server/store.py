@@ -687,7 +687,6 @@ class MongoStore(_BaseStore):
         self.db = self.client[name]
         self.incidents = self.db["incidents"]
         self.slack_events = self.db["slack_events"]
-        self._lock = threading.Lock()
         self.incidents.create_indexes([
             IndexModel([("incident_id", pymongo.ASCENDING)], unique=True, name="incident_id_unique"),
             IndexModel([("fingerprint", pymongo.ASCENDING), ("status", pymongo.ASCENDING)],
