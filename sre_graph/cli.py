@@ -128,6 +128,21 @@ def cmd_record(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP service (configured from the environment) until interrupted."""
+    import logging
+
+    import uvicorn
+
+    from sre_graph.server.app import create_app
+
+    if not 0 < args.port < 65536:
+        raise BadInput(f"--port must be between 1 and 65535, got {args.port}")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser."""
     parser = argparse.ArgumentParser(prog="sre-graph", description="Evidence-first root-cause analysis for alerts.")
@@ -152,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--namespace", action="append", default=[], help="namespace to record (repeatable; default: "
                      "the alert's namespace)")
     rec.add_argument("--window-minutes", type=int, default=180, help="minutes before the alert to record")
+    srv = sub.add_parser("serve", help="run the HTTP service: alert webhooks, the Slack app, the incidents API")
+    srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     from sre_graph.evals.cli import add_eval_parser
 
     add_eval_parser(sub)
@@ -169,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_investigate(args)
         if args.command == "record":
             return cmd_record(args)
+        if args.command == "serve":
+            return cmd_serve(args)
         if args.command == "eval":
             from sre_graph.evals.cli import cmd_eval
 

@@ -164,6 +164,8 @@ class Finding(BaseModel):
     objects: list[str] = Field(default_factory=list)
     """Names of the objects involved (service, pod, node, deployment, collection, host): a cause and an effect
     are linked when they share one."""
+    relevance: float = 1.0
+    """How directly the finding touches the alerted service (1.0: it or a dependency; less: elsewhere)."""
     steady: bool = False
     """A background condition present at an even rate since well before the alert: context, not a trigger."""
     score: float = 0.0

@@ -97,6 +97,9 @@ def link_causes(findings: list[Finding]) -> list[Finding]:
                     "rank_notes": current_effect.rank_notes + [consequence]})
                 updated[id(effect)] = current_effect
                 changed = True
+            if effect.relevance < 0.9:
+                # the effect does not touch the alerted service: it cannot lift its cause above the rest
+                continue
             target = round(current_effect.score + 2 * LINK_BONUS, 3)
             if target > current_cause.score or note not in current_cause.rank_notes:
                 updated[id(cause)] = current_cause.model_copy(update={

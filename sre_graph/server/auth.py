@@ -201,15 +201,22 @@ class Authenticator:
 
 
 def authenticator(request: Request) -> Authenticator:
-    """The app's :class:`Authenticator` (set up in its lifespan)."""
-    return request.app.state.service.auth  # type: ignore[no-any-return]
+    """The app's :class:`Authenticator` (set up in its lifespan).
+
+    Raises:
+        HTTPException: 503 before the lifespan has started the service.
+    """
+    service = getattr(request.app.state, "service", None)
+    if service is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the service is starting")
+    return service.auth  # type: ignore[no-any-return]
 
 
 def _credential(credentials: HTTPAuthorizationCredentials | None) -> str | None:
     return credentials.credentials if credentials is not None else None
 
 
-def require_reader(
+async def require_reader(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),  # noqa: B008
     api_key: str | None = Security(api_key_scheme),
@@ -218,7 +225,7 @@ def require_reader(
     return authenticator(request).api(_credential(bearer), api_key, write=False)
 
 
-def require_writer(
+async def require_writer(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),  # noqa: B008
     api_key: str | None = Security(api_key_scheme),
@@ -227,7 +234,7 @@ def require_writer(
     return authenticator(request).api(_credential(bearer), api_key, write=True)
 
 
-def require_webhook(
+async def require_webhook(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Security(bearer_scheme),  # noqa: B008
     secret: str | None = Security(webhook_secret_scheme),

@@ -61,14 +61,23 @@ def build_agent(model: BaseChatModel, tools: list[BaseTool], *, max_tool_calls: 
             reply = (model if over or not tools else bound).invoke(state["messages"])
         except MODEL_ERRORS as exc:
             raise as_unavailable(exc) from exc
+        except (ValueError, KeyError, TypeError) as exc:  # a body that is not a chat completion
+            raise ModelUnavailable(f"malformed model output: {str(exc)[:200]}") from exc
         usage = usage_of(reply)
-        if over and isinstance(reply, AIMessage) and reply.tool_calls:
-            reply = AIMessage(content=reply.content or "Budget reached; concluding.", id=reply.id)
+        if over and isinstance(reply, AIMessage) and (reply.tool_calls or reply.invalid_tool_calls):
+            reply = AIMessage(content=reply.content or "Budget reached; concluding.", id=reply.id,
+                              usage_metadata=reply.usage_metadata)
         return {"messages": [reply], "tokens": sum(usage.values())}
 
     def run_tools(state: AgentState) -> dict[str, Any]:
         last = state["messages"][-1]
-        calls = list(getattr(last, "tool_calls", []) or [])[: max(max_tool_calls - state.get("tool_calls", 0), 0)]
+        left = max(max_tool_calls - state.get("tool_calls", 0), 0)
+        # Calls whose arguments are not JSON: answered with the error (OpenAI requires every call answered),
+        # so the model can correct itself; they count against the budget.
+        invalid = [ToolMessage(content=f"error: the arguments are not valid JSON: {c.get('args')!r}",
+                               tool_call_id=c["id"], name=c.get("name") or "unknown", status="error")
+                   for c in getattr(last, "invalid_tool_calls", []) or [] if c.get("id")][:left]
+        calls = list(getattr(last, "tool_calls", []) or [])[: left - len(invalid)]
 
         def one(call: dict[str, Any]) -> ToolMessage:
             tool = by_name.get(call["name"])
@@ -85,14 +94,16 @@ def build_agent(model: BaseChatModel, tools: list[BaseTool], *, max_tool_calls: 
 
         with ThreadPoolExecutor(max_workers=max(len(calls), 1)) as pool:
             messages = list(pool.map(one, calls))
-        answered = {m.tool_call_id for m in messages}
-        skipped = [ToolMessage(content="error: tool-call budget exhausted", tool_call_id=c["id"], name=c["name"],
-                               status="error") for c in getattr(last, "tool_calls", []) or [] if c["id"] not in answered]
-        return {"messages": messages + skipped, "tool_calls": len(calls)}
+        answered = {m.tool_call_id for m in messages + invalid}
+        every = [*(getattr(last, "tool_calls", []) or []), *(getattr(last, "invalid_tool_calls", []) or [])]
+        skipped = [ToolMessage(content="error: tool-call budget exhausted", tool_call_id=c["id"],
+                               name=c.get("name") or "unknown", status="error")
+                   for c in every if c.get("id") and c["id"] not in answered]
+        return {"messages": invalid + messages + skipped, "tool_calls": len(calls) + len(invalid)}
 
     def route(state: AgentState) -> str:
         last = state["messages"][-1]
-        return "tools" if isinstance(last, AIMessage) and last.tool_calls else END
+        return "tools" if isinstance(last, AIMessage) and (last.tool_calls or last.invalid_tool_calls) else END
 
     graph = StateGraph(AgentState)
     graph.add_node("agent", agent)

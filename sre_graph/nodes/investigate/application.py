@@ -111,13 +111,14 @@ def _trace_origins(inv: Investigation) -> None:
         by_trace[str(span.get("trace_id"))].append((ts, span))
     internal = {s for s in (inv.pod_service(p) for p in inv.pods()) if s}
     internal |= {span.get("service.name", "") for _, span in spans}
-    origins: Counter[tuple[str, str, str]] = Counter()
+    origins: dict[tuple[str, str, str], set[str]] = defaultdict(set)
     first_seen: dict[tuple[str, str, str], datetime] = {}
     failing_traces = 0
-    for items in by_trace.values():
+    for trace_id, items in by_trace.items():
         if not any(s.get("service.name") == inv.service for _, s in items):
             continue
-        failed = [(t, s) for t, s in items if s.get("has_error") or str(s.get("response_status_code", ""))[:1] == "5"]
+        failed = [(t, s) for t, s in items if s.get("has_error") or str(s.get("response_status_code", ""))[:1] == "5"
+                  or str(s.get("response_status_code", "")) == "429"]
         if not failed:
             continue
         failing_traces += 1
@@ -130,30 +131,39 @@ def _trace_origins(inv: Investigation) -> None:
             target = host or leaf.get("peer.service") or leaf.get("db_system") or ""
             status = str(leaf.get("response_status_code") or leaf.get("status_message") or "error")
             key = (leaf.get("service.name", ""), str(target), status)
-            origins[key] += 1
+            origins[key].add(trace_id)
             if ts and (key not in first_seen or ts < first_seen[key]):
                 first_seen[key] = ts
     if not origins or failing_traces < 3:
         return
-    (service, target, status), count = origins.most_common(1)[0]
+    counts = Counter({key: len(traces) for key, traces in origins.items()})
+    (service, target, status), count = counts.most_common(1)[0]
     if not target:
         # A service failing on its own (a tripped circuit breaker, a fail-fast guard) after its calls to a
         # downstream began failing: the downstream is the origin; the self-made errors are its consequence.
-        earlier = [(k, n) for k, n in origins.items() if k[0] == service and k[1]
+        earlier = [(k, n) for k, n in counts.items() if k[0] == service and k[1]
                    and first_seen.get(k) and first_seen.get((service, target, status))
                    and first_seen[k] <= first_seen[(service, target, status)]]
         if earlier:
-            (service, target, status), own = max(earlier, key=lambda kn: kn[1])
-            count = own + count
+            (service, target, status), _ = max(earlier, key=lambda kn: kn[1])
+            count = len(origins[(service, target, status)] | origins[counts.most_common(1)[0][0]])
     share = count / failing_traces
     onset = first_seen.get((service, target, status))
     summary = (f"{failing_traces} failing traces through {inv.service} since {iso(inv.window_start)}; in {count} of "
                f"them the deepest failing span is {service} calling {target or 'nothing'} ({status})")
-    excerpt = "\n".join(f"{n}× {s} → {t or '-'} ({c})" for (s, t, c), n in origins.most_common(5))
+    excerpt = "\n".join(f"{n}× {s} → {t or '-'} ({c})" for (s, t, c), n in counts.most_common(5))
     ev = inv.add_evidence("signoz", f"traces through service.name = '{inv.service}' with errors from "
                           f"{iso(inv.window_start)} to {iso(inv.now)} (deepest failing span per trace)",
                           f"origin|{service}|{target}|{status}", summary, excerpt, onset)
-    if target and not _internal_host(target, internal) and share >= 0.5:
+    if target and status == "429" and share >= 0.5:
+        inv.propose("rate_limited", f"The errors originate in rate limiting: {service}'s calls to {target} are "
+                    f"answered 429 Too Many Requests in {count} of {failing_traces} failing traces since {iso(onset)}.",
+                    [ev], 0.6 + 0.3 * share, onset=onset, subject=target, keywords=[target, "429", service],
+                    objects=[target, service, inv.service],
+                    remediation=[f"Slow {service}'s calls to {target} down: backoff honouring Retry-After, batching, "
+                                 "or a higher quota"],
+                    explains=["dependency_outage", "upstream_timeout", "autoscaling_limit", "error_spike_after_deploy"])
+    elif target and not _internal_host(target, internal) and share >= 0.5:
         peer = target.split(".")[-2] if target.count(".") >= 1 else target
         inv.propose("dependency_outage", f"The errors originate outside the cluster: {service}'s calls to {target} "
                     f"fail with {status} in {count} of {failing_traces} failing traces since {iso(onset)}.", [ev],
@@ -203,7 +213,8 @@ def _error_spikes(inv: Investigation) -> dict[str, tuple[datetime, str, int, int
             continue
         buckets = Counter((t - inv.window_start) // _BUCKET for t, _ in after)
         peak_bucket = max(buckets.values())
-        onset = next(t for t, _ in after if buckets[(t - inv.window_start) // _BUCKET] >= max(2, peak_bucket / 4))
+        onset = next((t for t, _ in after if buckets[(t - inv.window_start) // _BUCKET] >= max(2, peak_bucket / 4)),
+                     after[0][0])
         messages = Counter(m[:160] for _, m in after)
         summary = (f"{service}: {len(after)} warning/error logs and failed spans since {iso(inv.window_start)} "
                    f"({rate_after:.1f}/min vs {rate_before:.2f}/min before), rising from {iso(onset)}")

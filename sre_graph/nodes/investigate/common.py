@@ -264,6 +264,8 @@ class Investigation:
             confidence=max(0.0, min(1.0, confidence)), onset=onset, subject=subject,
             keywords=keywords or [], remediation=remediation or [], explains=explains or [],
             objects=object_names([subject, *(objects or [])]), steady=steady)
+        names = finding.objects or [subject]
+        finding.relevance = max((self.relevance(name) for name in names if name), default=1.0)
         self.findings.append(finding)
         return finding
 

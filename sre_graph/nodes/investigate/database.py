@@ -107,6 +107,27 @@ def _profiler(inv: Investigation) -> None:
                               "connection_exhaustion", "dependency_outage", "error_spike_after_deploy"])
 
 
+def jobs_started_near(inv: Investigation, when: Any, slack: timedelta = timedelta(minutes=5)) -> list[tuple[str, str]]:
+    """Batch pods (Jobs, CronJobs) that started within ``slack`` before ``when`` (or a minute after): a database
+    operation that began then was most likely theirs. Returns (pod name, evidence id)."""
+    found = []
+    for pod in inv.pods():
+        meta = pod.get("metadata") or {}
+        owners = meta.get("ownerReferences") or []
+        if not any(o.get("kind") in ("Job", "CronJob") for o in owners):
+            continue
+        start = parse_time((pod.get("status") or {}).get("startTime")) or parse_time(meta.get("creationTimestamp"))
+        if start is None or not (when - slack <= start <= when + timedelta(minutes=1)):
+            continue
+        name = meta.get("name", "")
+        phase = (pod.get("status") or {}).get("phase")
+        ev = inv.add_evidence("kubernetes", f"kubectl get pods -n {meta.get('namespace')} {name} -o json", "job",
+                              f"Job pod {meta.get('namespace')}/{name} started at {iso(start)} ({phase}), "
+                              f"{(when - start).total_seconds():.0f} s before the operation began", "", start)
+        found.append((name, ev))
+    return found
+
+
 WRITE_OPS = {"insert", "update", "remove", "delete", "findAndModify", "bulkWrite"}
 
 
@@ -145,33 +166,47 @@ def _current_ops(inv: Investigation) -> None:
         secs = float(op.get("secs_running") or 0)
         started = inv.now - timedelta(seconds=secs)
         command = op.get("command") or {}
-        desc = " ".join(str(v) for v in (op.get("appName"), op.get("client") or op.get("desc")) if v)
-        kind = next(iter(command), op.get("op", "op"))
+        desc = " ".join(str(v) for v in (op.get("appName"), op.get("client")) if v)
+        fsync = "fsynclock" in str(op.get("desc", "")).lower() or bool(command.get("fsync") and command.get("lock"))
+        kind = "fsyncLock" if fsync else next(iter(command), op.get("op") or op.get("desc") or "op")
+        where = op.get("ns") or ("the whole server" if fsync or not op.get("ns") else "")
+        label = f"{op.get('opid')} ({kind} on {where})"
+        jobs = jobs_started_near(inv, started)
+        job_names = [j for j, _ in jobs]
         ev = inv.add_evidence("mongodb", "db.currentOp({active: true, secs_running: {$gte: 60}})",
-                              str(op.get("opid")), f"Operation {op.get('opid')} ({op.get('op')} {kind} on "
-                              f"{op.get('ns')}) running for {secs:.0f} s, since {iso(started)}"
-                              + (f", from {desc}" if desc else ""),
-                              json.dumps({k: op.get(k) for k in ("opid", "op", "ns", "command", "secs_running",
-                                                                 "planSummary", "locks", "client", "appName",
-                                                                 "desc")}, default=str)[:800], started)
-        blocked = [w for w in waiting if w.get("ns", "").split(".")[0] == str(op.get("ns", "")).split(".")[0]]
+                              str(op.get("opid")), f"Operation {label} running for {secs:.0f} s, since {iso(started)}"
+                              + (f", from {desc}" if desc else "") + ("; writes are blocked while the server is "
+                                                                      "fsync-locked" if fsync else ""),
+                              json.dumps({k: op.get(k) for k in ("opid", "op", "ns", "desc", "command", "secs_running",
+                                                                 "planSummary", "locks", "client", "appName")},
+                                         default=str)[:800], started)
+        evidence = [ev] + [e for _, e in jobs]
+        same_db = str(op.get("ns", "")).split(".")[0]
+        blocked = [w for w in waiting if fsync or not op.get("ns") or w.get("ns", "").split(".")[0] == same_db]
+        by = f"; it began as {', '.join(job_names)} started" if job_names else ""
         if blocked:
             evw = inv.add_evidence("mongodb", "db.currentOp({waitingForLock: true})", "waiting",
-                                   f"{len(waiting)} operations waiting for a lock on {op.get('ns')}",
-                                   "\n".join(json.dumps({k: w.get(k) for k in ("opid", "op", "ns", "secs_running")},
-                                                        default=str) for w in waiting[:5]), started)
-            inv.propose("lock_contention", f"Operation {op.get('opid')} ({kind} on {op.get('ns')}, running "
-                        f"{secs:.0f} s) holds locks that {len(blocked)} other operations wait for.", [ev, evw],
-                        0.65 + min(len(blocked), 10) / 50, onset=started, subject=str(op.get("ns")),
-                        keywords=[str(op.get("ns", "")).split(".", 1)[-1], "waitingForLock"],
-                        remediation=[f"db.killOp({op.get('opid')}) if the operation is not needed now"],
+                                   f"{len(blocked)} operations waiting for a lock behind operation {op.get('opid')}",
+                                   "\n".join(json.dumps({k: w.get(k) for k in ("opid", "op", "ns", "secs_running",
+                                                                                "appName")}, default=str)
+                                             for w in blocked[:5]), started)
+            inv.propose("lock_contention", f"Operation {label}, running {secs:.0f} s, holds locks that "
+                        f"{len(blocked)} other operations wait for" + by + ".", [*evidence, evw],
+                        0.65 + min(len(blocked), 10) / 50, onset=started, subject=str(op.get("ns") or kind),
+                        keywords=[str(op.get("ns", "")).split(".", 1)[-1], "waitingForLock", kind, *job_names],
+                        objects=[*job_names, *(j.rsplit("-", 2)[0] for j in job_names)],
+                        remediation=[(f"Stop {job_names[0]} and release the lock ("
+                                      + ("db.fsyncUnlock()" if fsync else f"db.killOp({op.get('opid')})") + ")")
+                                     if job_names else ("db.fsyncUnlock()" if fsync else
+                                                        f"db.killOp({op.get('opid')}) if the operation is not needed")],
                         explains=["long_running_operation", "upstream_timeout", "connection_exhaustion",
-                                  "dependency_outage"])
-        inv.propose("long_running_operation", f"Operation {op.get('opid')} ({op.get('op')} {kind} on {op.get('ns')}"
-                    f") has been running for {secs:.0f} s since {iso(started)}"
-                    + (f" ({op.get('planSummary')})" if op.get("planSummary") else "") + ".", [ev],
-                    0.45 + min(secs, 1800) / 6000 + (0.05 if blocked else 0), onset=started,
-                    subject=str(op.get("ns")), keywords=[str(op.get("ns", "")).split(".", 1)[-1], str(kind)],
+                                  "dependency_outage", "replication_lag"])
+        inv.propose("long_running_operation", f"Operation {label} has been running for {secs:.0f} s since "
+                    f"{iso(started)}" + (f" ({op.get('planSummary')})" if op.get("planSummary") else "") + by + ".",
+                    evidence, 0.45 + min(secs, 1800) / 6000 + (0.05 if blocked else 0), onset=started,
+                    subject=str(op.get("ns") or kind), keywords=[str(op.get("ns", "")).split(".", 1)[-1], str(kind),
+                                                                 *job_names],
+                    objects=[*job_names, *(j.rsplit("-", 2)[0] for j in job_names)],
                     remediation=[f"db.killOp({op.get('opid')}) and add maxTimeMS to such operations"],
                     explains=["upstream_timeout", "cache_pressure", "replication_lag", "dependency_outage"])
     if waiting and not long_ops:

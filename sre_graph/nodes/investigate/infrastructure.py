@@ -44,13 +44,29 @@ def _container_statuses(pod: dict[str, Any]) -> list[tuple[dict[str, Any], dict[
             (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])]
 
 
+def _serving(pods: list[dict[str, Any]], inv: Investigation) -> dict[tuple[str, str], tuple[int, int]]:
+    """Per (namespace, service): how many pods there are and how many are ready to serve."""
+    out: dict[tuple[str, str], tuple[int, int]] = {}
+    for pod in pods:
+        key = ((pod.get("metadata") or {}).get("namespace", ""), inv.pod_service(pod) or "")
+        total, ready = out.get(key, (0, 0))
+        out[key] = (total + 1, ready + (1 if _pod_ok(pod) else 0))
+    return out
+
+
 def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
     oom_seen: dict[str, list[str]] = {}
+    serving = _serving(pods, inv)
     for pod in pods:
         meta = pod.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         service = inv.pod_service(pod)
         weight = inv.relevance(service, ns)
+        total, ready = serving.get((ns, service or ""), (1, 0))
+        if ready and ready >= (total + 1) // 2:
+            # Most of the service's pods are ready and serve: one broken pod (a canary, a surge pod) is not
+            # what users feel.
+            weight *= 0.5
         query = f"kubectl get pods -n {ns} {name} -o json"
         objs = [name, service, (pod.get("spec") or {}).get("nodeName")]
         for cs, spec in _container_statuses(pod):

@@ -12,7 +12,7 @@ from sre_graph.timeutil import iso
 
 KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("throttle", re.compile(r"throttl", re.I)),
-    ("fd", re.compile(r"(?:^|[._])(?:fds?|file_?descriptors?|open_?files|handles|threads|goroutines)(?:$|[._])",
+    ("fd", re.compile(r"(?:^|[._])(?:fds?|file_?descriptors?|open_?files|handles|threads?|goroutines)(?:$|[._])",
                       re.I)),
     ("lag", re.compile(r"lag|replication", re.I)),
     ("connections", re.compile(r"connection|conn(?:s)?(?:$|[._])|pool", re.I)),
@@ -27,7 +27,8 @@ KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 LEAK_LOOKBACK = timedelta(days=7)
 """Leaks show over days: memory, descriptors and connections are read over a week."""
 
-SERVICE_KEYS = ("service.name", "service", "k8s.deployment.name", "app", "k8s.container.name", "job")
+SERVICE_KEYS = ("service.name", "service", "k8s.deployment.name", "app", "k8s.container.name", "container",
+                "deployment", "job")
 
 
 @dataclass
@@ -58,7 +59,7 @@ def series_service(labels: dict[str, str]) -> str:
     for key in SERVICE_KEYS:
         if labels.get(key):
             return labels[key]
-    pod = labels.get("k8s.pod.name")
+    pod = labels.get("k8s.pod.name") or labels.get("pod")
     return pod.rsplit("-", 2)[0] if pod else ""
 
 
@@ -73,7 +74,7 @@ def scan(inv: Investigation, kinds: tuple[str, ...]) -> list[MetricAnomaly]:
         for series in inv.metric(name, lookback=lookback):
             labels = label_map(series)
             service = series_service(labels)
-            weight = inv.relevance(service, labels.get("k8s.namespace.name"))
+            weight = inv.relevance(service, labels.get("k8s.namespace.name") or labels.get("namespace"))
             stats = series_stats(series.get("values") or [], inv.alert_time - timedelta(minutes=10))
             if stats is None:
                 continue
@@ -105,11 +106,13 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
     anomaly = MetricAnomaly(kind, name, service, stats, evidence_id)
     subject = service or where
     objs = [service, labels.get("k8s.pod.name"), labels.get("k8s.node.name"), labels.get("k8s.container.name"),
-            labels.get("k8s.deployment.name")]
+            labels.get("k8s.deployment.name"), labels.get("pod"), labels.get("node"), labels.get("container")]
     if kind == "throttle" and rose:
         inv.propose("cpu_throttling", f"{subject} is CPU-throttled at its limit: {name} {how}.", [evidence_id],
                     0.65 * weight, onset=stats.change_at, subject=subject, keywords=[service, "throttl"], objects=objs,
-                    explains=["upstream_timeout", "probe_failure", "error_spike_after_deploy", "dependency_outage"])
+                    explains=["upstream_timeout", "probe_failure", "error_spike_after_deploy", "dependency_outage",
+                              "connection_exhaustion", "long_running_operation", "lock_contention",
+                              "autoscaling_limit"])
     elif kind == "memory" and climb:
         inv.propose("memory_leak", f"Memory of {subject} grows without levelling off: {name} {how}.", [evidence_id],
                     (0.6 + (0.15 if climb.segments > 1 or climb.minutes >= 120 else 0)) * weight, onset=climb.since,
@@ -118,7 +121,7 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
     elif kind == "fd" and climb:
         inv.propose("resource_leak", f"{subject} leaks resources: {name} {how}.", [evidence_id], 0.55 * weight,
                     onset=stats.change_at, subject=subject, keywords=[service], objects=objs,
-                    explains=["connection_exhaustion", "crash_loop", "upstream_timeout"])
+                    explains=["connection_exhaustion", "crash_loop", "upstream_timeout", "probe_failure"])
     elif kind == "connections" and climb:
         inv.propose("resource_leak", f"{subject} keeps opening connections it never releases: {name} {how}.",
                     [evidence_id], 0.45 * weight, onset=stats.change_at, subject=subject, keywords=[service], objects=objs,

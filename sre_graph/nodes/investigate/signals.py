@@ -112,7 +112,8 @@ _STOP_TARGETS = {"tcp", "the", "to", "server", "host", "upstream", "localhost", 
                  "https", "on", "a", "an", "remote", "peer", "backend", "database", "db", "failed", "failure",
                  "error", "errors", "timeout", "timed", "with", "after", "while", "because", "due", "returned",
                  "refused", "is", "was", "not", "no", "of", "for", "in", "at", "from", "and", "or", "reset",
-                 "unavailable", "closed", "exceeded", "deadline", "context", "request", "requests", "call", "calls"}
+                 "unavailable", "closed", "exceeded", "deadline", "context", "request", "requests", "call", "calls",
+                 "rate", "limit", "limited", "quota", "retry", "retrying", "attempt"}
 
 
 def extract_target(line: str) -> str | None:
@@ -166,9 +167,15 @@ def volume_factor(count: int) -> float:
     return min(1.0, 0.4 + count / 25)
 
 
+_THREADS = re.compile(r"native thread|new thread", re.IGNORECASE)
+
+
 def classify_line(text: str) -> list[Signature]:
-    """Every signature a log line matches."""
-    return [s for s in SIGNATURES if s.pattern.search(text)]
+    """Every signature a log line matches (a JVM that cannot create threads is out of threads, not heap)."""
+    found = [s for s in SIGNATURES if s.pattern.search(text)]
+    if _THREADS.search(text):
+        found = [s for s in found if s.name != "memory"]
+    return found
 
 
 @dataclass
