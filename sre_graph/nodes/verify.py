@@ -25,31 +25,30 @@ from sre_graph.nodes.investigate.common import STALE_AFTER, ago
 from sre_graph.nodes.route import INVESTIGATORS
 from sre_graph.state import IncidentState, typed
 
-DECISIVE = 0.95
-"""A leading score at or above this ends the investigation."""
 CONCLUSIVE = 0.7
 """Below this, the leading finding is not enough: the conclusion is ``unknown``."""
 
 
 def merge_duplicates(findings: list[Finding]) -> list[Finding]:
-    """One finding per (root cause, subject): union of evidence, the strongest statement."""
-    merged: dict[tuple[str, str], Finding] = {}
-    for finding in findings:
-        key = (finding.root_cause, finding.subject or finding.statement)
-        existing = merged.get(key)
-        if existing is None:
-            merged[key] = finding.model_copy(deep=True)
+    """One finding per root cause and object: findings of the same root cause that share an object (or a subject)
+    are the same thing seen from several places; their evidence is pooled under the most confident one."""
+    merged: list[Finding] = []
+    for finding in sorted(findings, key=lambda f: -f.confidence):
+        same = next((m for m in merged if m.root_cause == finding.root_cause and (
+            (m.subject or m.statement) == (finding.subject or finding.statement)
+            or (not m.steady and not finding.steady and set(m.objects) & set(finding.objects)))), None)
+        if same is None:
+            merged.append(finding.model_copy(deep=True))
             continue
-        best = finding if finding.confidence > existing.confidence else existing
-        combined = best.model_copy(deep=True)
-        combined.evidence_ids = list(dict.fromkeys(existing.evidence_ids + finding.evidence_ids))
-        combined.keywords = list(dict.fromkeys(existing.keywords + finding.keywords))
-        combined.explains = list(dict.fromkeys(existing.explains + finding.explains))
-        combined.remediation = list(dict.fromkeys(existing.remediation + finding.remediation))
-        onsets = [o for o in (existing.onset, finding.onset) if o]
-        combined.onset = min(onsets) if onsets else None
-        merged[key] = combined
-    return list(merged.values())
+        same.evidence_ids = list(dict.fromkeys(same.evidence_ids + finding.evidence_ids))
+        same.keywords = list(dict.fromkeys(same.keywords + finding.keywords))
+        same.explains = list(dict.fromkeys(same.explains + finding.explains))
+        same.remediation = list(dict.fromkeys(same.remediation + finding.remediation))
+        same.objects = list(dict.fromkeys(same.objects + finding.objects))
+        same.relevance = max(same.relevance, finding.relevance)
+        onsets = [o for o in (same.onset, finding.onset) if o]
+        same.onset = min(onsets) if onsets else None
+    return merged
 
 
 def follows(cause: Finding, effect: Finding) -> bool:
@@ -115,8 +114,7 @@ GRADUAL = frozenset({"memory_leak", "resource_leak", "tls_certificate_expired", 
                      "cache_pressure", "node_pressure"})
 """Causes that build up: they may begin long before the first symptom."""
 TRIGGER_WINDOW = timedelta(minutes=30)
-CHANGES = frozenset({"error_spike_after_deploy", "bad_rollout", "config_error"})
-"""Causes that are changes: when one leads, look in every domain for the mechanism it set off."""
+
 
 
 def symptom_onset(findings: list[Finding], alert_time: datetime) -> datetime:
@@ -230,13 +228,9 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
     round_ = state.get("round", 1)
     done = set(state.get("domains_investigated") or [])
     remaining = [d for d in INVESTIGATORS if d not in done]
-    decisive = leader is not None and leader.score >= DECISIVE and taxonomy.get(leader.root_cause).depth >= 3
-    if decisive and leader is not None and leader.root_cause not in CHANGES:
-        # Confirm: if the leader is the cause, the effects it explains should show in their own domains.
-        predicted = {taxonomy.domain_of(rc) for rc in leader.explains}
-        wanted = [d for d in remaining if d in predicted]
-    else:
-        wanted = remaining
+    # A second round looks at every domain not checked yet: the cause is often outside the alert's domain, and a
+    # leading hypothesis is only as good as the alternatives it was weighed against.
+    wanted = remaining
     domain = update.pop("lost_leader_domain", None)
     if lost_leader and domain and not state.get("recheck_done"):
         # The leading hypothesis lost its support: one more targeted round in its domain, then conclude.

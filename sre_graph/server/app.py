@@ -240,10 +240,10 @@ ALERTMANAGER_EXAMPLE = {"version": "4", "status": "firing", "receiver": "sre-gra
 # --------------------------------------------------------------------------- routes
 
 router = APIRouter()
-ACCEPTED = {"status_code": status.HTTP_202_ACCEPTED, "response_model": IntakeResponse}
 
 
-@router.post("/api/v1/alerts", tags=["alerts"], summary="Investigate an alert (generic body)", **ACCEPTED,
+@router.post("/api/v1/alerts", tags=["alerts"], summary="Investigate an alert (generic body)", status_code=202,
+             response_model=IntakeResponse,
              openapi_extra=_json_body(GENERIC_EXAMPLE, "sre-graph's generic body; Alertmanager, SigNoz and "
                                                        "Slack payloads are recognised too."))
 async def post_alert(request: Request, _: Principal = Depends(require_writer)) -> IntakeResponse:  # noqa: B008
@@ -261,7 +261,8 @@ def _require_alerts_field(body: Mapping[str, Any], what: str) -> None:
         raise unprocessable(AlertValidationError([("alerts", f"missing: not {what} webhook body")]))
 
 
-@router.post("/api/v1/webhooks/alertmanager", tags=["alerts"], summary="Alertmanager webhook", **ACCEPTED,
+@router.post("/api/v1/webhooks/alertmanager", tags=["alerts"], summary="Alertmanager webhook", status_code=202,
+             response_model=IntakeResponse,
              openapi_extra=_json_body(ALERTMANAGER_EXAMPLE, "An Alertmanager v4 webhook body."))
 async def post_alertmanager(request: Request, _: Principal = Depends(require_webhook)) -> IntakeResponse:  # noqa: B008
     """Accept an Alertmanager notification (one incident per fingerprint)."""
@@ -274,7 +275,8 @@ async def post_alertmanager(request: Request, _: Principal = Depends(require_web
     return await accept(request, alerts, body, "alertmanager")
 
 
-@router.post("/api/v1/webhooks/signoz", tags=["alerts"], summary="SigNoz alert webhook", **ACCEPTED,
+@router.post("/api/v1/webhooks/signoz", tags=["alerts"], summary="SigNoz alert webhook", status_code=202,
+             response_model=IntakeResponse,
              openapi_extra=_json_body(ALERTMANAGER_EXAMPLE, "A SigNoz alert webhook body (Alertmanager-shaped)."))
 async def post_signoz(request: Request, _: Principal = Depends(require_webhook)) -> IntakeResponse:  # noqa: B008
     """Accept a SigNoz alert notification."""

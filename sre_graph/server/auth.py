@@ -19,7 +19,7 @@ import hmac
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import jwt
 from fastapi import HTTPException, Request, Security, status
@@ -153,9 +153,9 @@ class Authenticator:
         key = self._jwt_secret if str(algorithm).startswith("HS") else self._jwt_public_key
         if not key:
             raise _unauthorized(f"no key is configured for JWT algorithm {algorithm}")
-        options: dict[str, Any] = {"require": ["exp"]}
         try:
-            claims = jwt.decode(token, key, algorithms=[algorithm], options=options, audience=self._jwt_audience)
+            claims = jwt.decode(token, key, algorithms=[algorithm], options={"require": ["exp"]},
+                                audience=self._jwt_audience)
         except jwt.ExpiredSignatureError:
             raise _unauthorized("token expired") from None
         except jwt.MissingRequiredClaimError as exc:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.runnables import RunnableConfig
 from langchain_core.tools import BaseTool
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import add_messages
@@ -69,7 +70,7 @@ def build_agent(model: BaseChatModel, tools: list[BaseTool], *, max_tool_calls: 
                               usage_metadata=reply.usage_metadata)
         return {"messages": [reply], "tokens": sum(usage.values())}
 
-    def run_tools(state: AgentState) -> dict[str, Any]:
+    def run_tools(state: AgentState, config: RunnableConfig) -> dict[str, Any]:
         last = state["messages"][-1]
         left = max(max_tool_calls - state.get("tool_calls", 0), 0)
         # Calls whose arguments are not JSON: answered with the error (OpenAI requires every call answered),
@@ -85,11 +86,13 @@ def build_agent(model: BaseChatModel, tools: list[BaseTool], *, max_tool_calls: 
                 return ToolMessage(content=f"error: no tool named {call['name']!r}; available: {sorted(by_name)}",
                                    tool_call_id=call["id"], name=call["name"], status="error")
             try:
-                content, result = tool.func(**(call.get("args") or {}))
+                # Through invoke, with the node's config (pool threads do not inherit it): a tool run in the trace.
+                done = tool.invoke({**call, "type": "tool_call"}, config)
             except (ValueError, TypeError) as exc:  # bad arguments from the model: tell it, do not crash
                 return ToolMessage(content=f"error: invalid arguments: {exc}", tool_call_id=call["id"],
                                    name=call["name"], status="error")
-            return ToolMessage(content=untrusted(f"{result.source} tool {call['name']}", content),
+            result = done.artifact
+            return ToolMessage(content=untrusted(f"{result.source} tool {call['name']}", str(done.content)),
                                artifact=result, tool_call_id=call["id"], name=call["name"])
 
         with ThreadPoolExecutor(max_workers=max(len(calls), 1)) as pool:

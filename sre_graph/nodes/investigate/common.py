@@ -213,7 +213,9 @@ class Investigation:
 
     def relevance(self, service: str | None, namespace: str | None = None) -> float:
         """How close an object is to the alert: 1.0 the service or its dependency, 0.8 same namespace."""
-        if service and (service in self.related_services() or self.service in service or service in self.service):
+        related = self.related_services()
+        if service and (service in related or owner_name(service) in {owner_name(r) for r in related}
+                        or self.service in service or service in self.service):
             return 1.0
         if namespace and namespace == self.namespace():
             return 0.8
@@ -270,13 +272,23 @@ class Investigation:
         return finding
 
 
+def owner_name(name: str) -> str:
+    """The workload a pod or host name belongs to: ``mongo-0`` → ``mongo``, ``api-7d9f8b-x2x4z`` → ``api``."""
+    parts = name.split(".", 1)[0].split("-")
+    if len(parts) > 1 and parts[-1].isdigit():
+        return "-".join(parts[:-1])
+    if len(parts) > 2 and any(c.isdigit() for c in parts[-2] + parts[-1]) and len(parts[-1]) == 5:
+        return "-".join(parts[:-2])
+    return name.split(".", 1)[0]
+
+
 def object_names(names: list[str | None]) -> list[str]:
     """Normalised object names: ``ns/pod`` also as ``pod``; empty names dropped."""
     out: list[str] = []
     for name in names:
         if not name:
             continue
-        for variant in (name, name.split("/", 1)[-1]):
+        for variant in (name, name.split("/", 1)[-1], owner_name(name.split("/", 1)[-1])):
             variant = variant.strip().lower()
             if variant and variant not in out and not variant.startswith("node/"):
                 out.append(variant)

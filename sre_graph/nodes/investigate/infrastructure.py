@@ -54,6 +54,19 @@ def _serving(pods: list[dict[str, Any]], inv: Investigation) -> dict[tuple[str, 
     return out
 
 
+def serving_factor(inv: Investigation, namespace: str, pod_name: str) -> float:
+    """0.5 when most pods of the pod's service are ready and serve (one broken pod is not what users feel)."""
+    serving = inv._cache.get("serving")
+    if serving is None:
+        serving = inv._cache["serving"] = _serving(inv.pods(), inv)
+    pod = next((p for p in inv.pods() if (p.get("metadata") or {}).get("name") == pod_name
+                and (p.get("metadata") or {}).get("namespace") == namespace), None)
+    if pod is None:
+        return 1.0
+    total, ready = serving.get((namespace, inv.pod_service(pod) or ""), (1, 0))
+    return 0.5 if ready and ready >= (total + 1) // 2 and not _pod_ok(pod) else 1.0
+
+
 def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
     oom_seen: dict[str, list[str]] = {}
     serving = _serving(pods, inv)
@@ -263,6 +276,7 @@ def _events(inv: Investigation) -> None:
         query = f"kubectl get events -n {ns} --field-selector involvedObject.name={obj.get('name')},type=Warning" \
             if ns else f"kubectl get events -A --field-selector involvedObject.name={obj.get('name')},type=Warning"
         messages = sorted({e.get("message", "") for e in events})
+        liveness = any("liveness" in m.lower() for m in messages)
         ev = inv.add_evidence("kubernetes", query, f"{cause}:{subject}",
                               f"{count} {events[0].get('reason')} warning(s) on {obj.get('kind', '')} {subject} "
                               f"from {iso(first)} to {iso(last)}", "\n".join(messages[:5]), first, last)
@@ -273,11 +287,15 @@ def _events(inv: Investigation) -> None:
         weight = inv.relevance(service, ns) if obj.get("kind") != "Node" else 0.9
         base = {"probe_failure": 0.45, "unschedulable": 0.65, "volume_failure": 0.7, "node_pressure": 0.6,
                 "oom_killed": 0.6, "node_not_ready": 0.6, "image_pull_failure": 0.65}[cause]
+        if obj.get("kind") == "Pod":
+            weight *= serving_factor(inv, ns or "", obj.get("name", ""))
+        if cause == "probe_failure" and not liveness:
+            # Readiness failures take a slow pod out of rotation: a symptom of the slowness, not its cause.
+            weight *= 0.5
         confidence = (base + 0.05 * min(count, 4)) * weight * (0.3 if chronic else 1.0)
         statement = f"{events[0].get('reason')} on {obj.get('kind', 'object')} {subject}: {messages[0][:200]}"
         if chronic:
             statement += f" (recurring since {ago(first, inv.alert_time)} before the alert)"
-        liveness = any("liveness" in m.lower() for m in messages)
         explains = {"probe_failure": ["no_endpoints", "connection_refused", "upstream_timeout"]
                     + (["crash_loop"] if liveness else []),
                     "unschedulable": ["no_endpoints", "autoscaling_limit"],

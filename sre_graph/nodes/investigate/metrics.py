@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sre_graph.nodes.investigate.common import Investigation
+from sre_graph.nodes.investigate.common import Investigation, owner_name
 from sre_graph.nodes.investigate.signals import SeriesStats, label_map, series_stats
 from sre_graph.timeutil import iso
 
@@ -27,8 +27,7 @@ KIND_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
 LEAK_LOOKBACK = timedelta(days=7)
 """Leaks show over days: memory, descriptors and connections are read over a week."""
 
-SERVICE_KEYS = ("service.name", "service", "k8s.deployment.name", "app", "k8s.container.name", "container",
-                "deployment", "job")
+SERVICE_KEYS = ("service.name", "service", "k8s.deployment.name", "deployment", "app", "job")
 
 
 @dataclass
@@ -60,7 +59,9 @@ def series_service(labels: dict[str, str]) -> str:
         if labels.get(key):
             return labels[key]
     pod = labels.get("k8s.pod.name") or labels.get("pod")
-    return pod.rsplit("-", 2)[0] if pod else ""
+    if pod:
+        return owner_name(pod)
+    return labels.get("k8s.container.name") or labels.get("container") or ""
 
 
 def scan(inv: Investigation, kinds: tuple[str, ...]) -> list[MetricAnomaly]:
@@ -88,6 +89,10 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
            weight: float) -> MetricAnomaly | None:
     ratio = stats.ratio
     rose = ratio is not None and ratio >= 1.8 or (stats.before in (0, None) and (stats.after or 0) > 0)
+    share = kind == "throttle" and stats.peak <= 1.0
+    if share:
+        # A share of CPU periods throttled: what matters is the level (a quarter or more is serious), not the rise.
+        rose = (stats.after or 0) >= 0.25 or (rose and (stats.after or 0) >= 0.1)
     climb = stats.climb
     if not (rose or climb):
         return None
@@ -108,8 +113,9 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
     objs = [service, labels.get("k8s.pod.name"), labels.get("k8s.node.name"), labels.get("k8s.container.name"),
             labels.get("k8s.deployment.name"), labels.get("pod"), labels.get("node"), labels.get("container")]
     if kind == "throttle" and rose:
-        inv.propose("cpu_throttling", f"{subject} is CPU-throttled at its limit: {name} {how}.", [evidence_id],
-                    0.65 * weight, onset=stats.change_at, subject=subject, keywords=[service, "throttl"], objects=objs,
+        level = (f"; {stats.after:.0%} of CPU periods throttled" if share and stats.after is not None else "")
+        inv.propose("cpu_throttling", f"{subject} is CPU-throttled at its limit: {name} {how}{level}.",
+                    [evidence_id], (0.5 + (0.3 * min(stats.after or 0, 1.0) if share else 0.15)) * weight, onset=stats.change_at, subject=subject, keywords=[service, "throttl"], objects=objs,
                     explains=["upstream_timeout", "probe_failure", "error_spike_after_deploy", "dependency_outage",
                               "connection_exhaustion", "long_running_operation", "lock_contention",
                               "autoscaling_limit"])

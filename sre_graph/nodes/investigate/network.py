@@ -275,7 +275,11 @@ def _trace_errors(inv: Investigation) -> None:
             cause, base = "upstream_timeout", 0.45
         else:
             cause, base = "dependency_outage", 0.35
-        inv.propose(cause, f"{summary}.", [ev], base + min(error_rate, 0.5) * 0.2, subject=target,
+        confidence = base + min(error_rate, 0.5) * 0.2
+        if cause != "rate_limited" and not _located(inv, target):
+            confidence *= 0.5
+            summary += f"; {target} shows nothing that explains it"
+        inv.propose(cause, f"{summary}.", [ev], confidence, subject=target,
                     keywords=[target], objects=[target, inv.service], explains=["dependency_outage"] if cause != "dependency_outage" else [])
 
 
