@@ -13,17 +13,16 @@ from typing import Any
 
 from sre_graph.models import Alert, Classification, Evidence, Finding, Report, Severity
 
-__all__ = ["Alert", "Classification", "Evidence", "Finding", "Report", "Severity", "build_graph", "graph",
-           "investigate", "run_config"]
+__all__ = ["Alert", "Classification", "Evidence", "Finding", "Report", "Severity", "build_graph", "investigate",
+           "run_config"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("build_graph", "graph"):
-        from sre_graph import graph as graph_module
+    """Import the graph and the runner lazily: ``import sre_graph`` stays cheap."""
+    import importlib
 
-        return getattr(graph_module, name)
+    if name == "build_graph":
+        return importlib.import_module("sre_graph.graph").build_graph
     if name in ("investigate", "run_config"):
-        from sre_graph import runner
-
-        return getattr(runner, name)
-    raise AttributeError(name)
+        return getattr(importlib.import_module("sre_graph.runner"), name)
+    raise AttributeError(f"module 'sre_graph' has no attribute {name!r}")
