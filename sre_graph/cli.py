@@ -138,8 +138,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not 0 < args.port < 65536:
         raise BadInput(f"--port must be between 1 and 65535, got {args.port}")
+    settings = load_settings(replay_dir=str(demo_dir())) if args.demo else None
     logging.basicConfig(level=logging.INFO, format="%(levelname)-9s %(name)s: %(message)s")
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
 
 
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv = sub.add_parser("serve", help="run the HTTP service: alert webhooks, the Slack app, the incidents API")
     srv.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
     srv.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    srv.add_argument("--demo", action="store_true", help="investigate every alert against the bundled demo "
+                     "incident instead of live sources (sets SRE_GRAPH_REPLAY_DIR; demo only)")
     from sre_graph.evals.cli import add_eval_parser
 
     add_eval_parser(sub)

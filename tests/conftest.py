@@ -326,11 +326,14 @@ def langgraph_dev(
     request.config.stash.setdefault(SERVER_LOGS, {})["langgraph_dev"] = log
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # The mounted HTTP app (webhooks) replays the bundled demo incident for every alert, with its store in scratch.
+    demo = next(p for p in (REPO / "sre_graph" / "demo").iterdir() if (p / "incident.yaml").exists())
+    env = {**subprocess_env, "SRE_GRAPH_REPLAY_DIR": str(demo), "SRE_GRAPH_STORE_PATH": str(workdir / "incidents.db")}
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [str(langgraph), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port),
              "--config", str(REPO / "langgraph.json")],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, env=subprocess_env,
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=workdir, env=env,
             start_new_session=True,
         )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,8 @@ import yaml
 from langgraph_sdk import get_sync_client
 
 from sre_graph.runner import investigate
+
+REPO = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +74,26 @@ def test_run_incident_on_server(langgraph_dev: str, solved_incident: Path) -> No
     assert any(node.startswith("investigate_") for node in stepped), f"no investigator ran: {sorted(stepped)}"
 
     assert client.threads.get(thread["thread_id"])["status"] == "idle"
+
+
+def test_webhook_routes_are_served_by_langgraph_dev(langgraph_dev: str) -> None:
+    """One `langgraph dev` serves the graph API and the webhooks: an Alertmanager payload goes in, a report comes out."""
+    import httpx
+
+    demo = next(p for p in (REPO / "sre_graph" / "demo").iterdir() if (p / "incident.yaml").exists())
+    payload = json.loads((demo / "alert.json").read_text())
+    with httpx.Client(base_url=langgraph_dev, timeout=30) as client:
+        accepted = client.post("/api/v1/webhooks/alertmanager", json=payload)
+        assert accepted.status_code == 202, accepted.text
+        body = accepted.json()
+        assert body["status"] == "accepted" and body["incident_id"]
+        deadline = time.monotonic() + 90
+        incident = {}
+        while time.monotonic() < deadline:
+            incident = client.get(f"/api/v1/incidents/{body['incident_id']}").json()
+            if incident.get("report"):
+                break
+            time.sleep(0.5)
+        assert incident.get("report"), f"no report within 90 s: {incident}"
+        assert incident["report"]["root_cause"] == "network_policy_block"
+        assert client.post("/assistants/search", json={}).status_code == 200, "the graph API is still served"

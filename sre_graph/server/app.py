@@ -35,6 +35,7 @@ from sre_graph.server.dedup import IncidentGrouper, Intake, SlackThread
 from sre_graph.server.health import checks_for, run_checks
 from sre_graph.server.metrics import Metrics
 from sre_graph.server.schemas import AlertOutcome, IncidentList, IncidentSummary, IntakeResponse
+from sre_graph.server.store import Incident, IncidentStore, open_store
 from sre_graph.server.worker import InvestigationPool, Notifier, Runner, default_runner
 from sre_graph.settings import Settings, load_settings
 
@@ -54,7 +55,7 @@ NO_RETRY = {"X-Slack-No-Retry": "1"}
 class Service:
     """Everything one app runs with: settings, auth, the store, grouping, the worker pool, metrics."""
 
-    def __init__(self, settings: Settings, *, store: Any, notifier: Notifier | None, runner: Runner,
+    def __init__(self, settings: Settings, *, store: IncidentStore, notifier: Notifier | None, runner: Runner,
                  owns_store: bool) -> None:
         """Wire the parts together (the store is already open)."""
         self.settings = settings
@@ -71,14 +72,12 @@ class Service:
         self.ready = False
 
     @classmethod
-    def open(cls, settings: Settings | None, *, store: Any = None, notifier: Notifier | None = None,
-             runner: Runner | None = None) -> Service:
+    def open(cls, settings: Settings | None, *, store: IncidentStore | None = None,
+             notifier: Notifier | None = None, runner: Runner | None = None) -> Service:
         """Resolve settings and open what was not given (blocking: run it off the event loop)."""
         settings = settings or load_settings()
         owns_store = store is None
         if store is None:
-            from sre_graph.server.store import open_store
-
             store = open_store(settings)
         if notifier is None and settings.slack_bot_token is not None:
             from sre_graph.server.slack import SlackNotifier
@@ -307,8 +306,7 @@ def _skip_reason(event: Mapping[str, Any]) -> str | None:
 
 
 @router.post("/api/v1/slack/events", tags=["slack"], summary="Slack Events API",
-             openapi_extra=_json_body({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWM"
-                                                                                "89bhRjbmEEsnPDQp"},
+             openapi_extra=_json_body({"type": "url_verification", "challenge": "3eZbrw1aBm2rZgRNFdxV"},
                                       "Signed by Slack (X-Slack-Signature, X-Slack-Request-Timestamp)."))
 async def slack_events(request: Request) -> JSONResponse:
     """Slack events: the URL check, and ``app_mention`` / direct-message events that ask for an investigation.
@@ -359,7 +357,7 @@ def _ephemeral(text: str) -> JSONResponse:
     return JSONResponse({"response_type": "ephemeral", "text": text})
 
 
-def _incident_line(incident: Any) -> str:
+def _incident_line(incident: Incident) -> str:
     report = incident.report or {}
     line = f"`{incident.incident_id}` *{incident.title}* · {incident.priority} · {incident.status}"
     if report:
@@ -495,8 +493,8 @@ router.add_api_route("/api/v1/metrics", metrics, methods=["GET"], tags=["operati
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(settings: Settings | None = None, *, store: Any = None, notifier: Notifier | None = None,
-               runner: Runner | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, store: IncidentStore | None = None,
+               notifier: Notifier | None = None, runner: Runner | None = None) -> FastAPI:
     """Build the service.
 
     Nothing is opened here: the lifespan resolves settings (the environment when ``settings`` is
