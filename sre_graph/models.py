@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -13,7 +13,7 @@ from sre_graph import taxonomy
 from sre_graph.taxonomy import Domain
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """Alert severity as the alert sources name it."""
 
     critical = "critical"
@@ -41,11 +41,11 @@ DATA_SOURCES: tuple[DataSource, ...] = ("kubernetes", "signoz", "mongodb")
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class Alert(BaseModel):

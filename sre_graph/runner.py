@@ -13,7 +13,6 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 
 from sre_graph import models
-
 from sre_graph.context import Context
 from sre_graph.graph import build_graph
 from sre_graph.models import Report
@@ -23,14 +22,26 @@ from sre_graph.tools.base import Sources
 ProgressFn = Callable[[str, dict[str, Any]], None]
 
 
-def run_config(thread_id: str, settings: Settings | None = None, *, incident_id: str | None = None) -> dict[str, Any]:
+def _incident_id(alert: dict[str, Any], fallback: str) -> str:
+    """The id the report will carry (the parsed alert's id), for trace metadata."""
+    from sre_graph.ingest import AlertValidationError, parse_alert
+
+    try:
+        return parse_alert(alert).alert_id
+    except AlertValidationError:
+        return fallback
+
+
+def run_config(thread_id: str, settings: Settings | None = None, *, incident_id: str | None = None,
+               model: str | None = None) -> dict[str, Any]:
     """The ``config`` for one run: its thread, an explicit recursion limit, and trace metadata (LangSmith)."""
     settings = settings or load_settings()
-    metadata = {"thread_id": thread_id, "model": settings.model}
+    model = model or settings.model
+    metadata = {"thread_id": thread_id, "model": model}
     if incident_id:
         metadata["incident_id"] = incident_id
     return {"configurable": {"thread_id": thread_id}, "recursion_limit": settings.recursion_limit,
-            "run_name": "sre-graph investigation", "tags": ["sre-graph", f"model:{settings.model}"],
+            "run_name": "sre-graph investigation", "tags": ["sre-graph", f"model:{model}"],
             "metadata": metadata}
 
 
@@ -94,11 +105,11 @@ def investigate(
     context = Context(model=model_name, incident_dir=str(incident_dir) if incident_dir else None,
                       max_rounds=settings.max_rounds, sources=sources, settings=settings, chat_model=chat_model)
     thread_id = thread_id or str(uuid.uuid4())
-    incident_id = str(alert.get("alert_id") or alert.get("groupKey") or thread_id)
+    incident_id = _incident_id(alert, thread_id)
     with checkpointer(redis_url or settings.redis_url) as saver:
         graph = build_graph().compile(checkpointer=saver, interrupt_after=interrupt_after)
-        return stream_run(graph, {"alert": alert}, context, run_config(thread_id, settings, incident_id=incident_id),
-                          progress)
+        config = run_config(thread_id, settings, incident_id=incident_id, model=model_name)
+        return stream_run(graph, {"alert": alert}, context, config, progress)
 
 
 def stream_run(graph: Any, graph_input: dict[str, Any] | None, context: Context, config: dict[str, Any],

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -16,7 +16,7 @@ def parse_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, dict):
         inner = value.get("$date", value.get("$numberLong"))
         return parse_time(inner)
@@ -28,7 +28,7 @@ def parse_time(value: Any) -> datetime | None:
             number /= 1e6
         elif number > 1e11:
             number /= 1e3
-        return datetime.fromtimestamp(number, tz=timezone.utc)
+        return datetime.fromtimestamp(number, tz=UTC)
     text = str(value).strip()
     if text.isdigit():
         return parse_time(int(text))
@@ -44,14 +44,14 @@ def parse_time(value: Any) -> datetime | None:
                 break
         text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
     parsed = datetime.fromisoformat(text)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def iso(value: datetime | None) -> str:
     """Format as RFC 3339 UTC with a ``Z``, seconds precision."""
     if value is None:
         return ""
-    return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def to_ms(value: datetime) -> int:

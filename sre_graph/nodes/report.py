@@ -6,16 +6,15 @@ import re
 from typing import Any
 
 from langgraph.runtime import Runtime
-
-from sre_graph import taxonomy
 from pydantic import BaseModel, Field
 
+from sre_graph import taxonomy
 from sre_graph.context import Context, as_context
 from sre_graph.llm import MODEL_RETRY, ModelUnavailable, cost, fallback_or_retry, resolve_model, structured
-from sre_graph.prompts import render, untrusted
-from sre_graph.settings import load_settings
 from sre_graph.models import Evidence, Finding, Report, TimelineEntry, utcnow
 from sre_graph.nodes.verify import CONCLUSIVE, follows
+from sre_graph.prompts import render, untrusted
+from sre_graph.settings import load_settings
 from sre_graph.state import IncidentState, typed
 from sre_graph.timeutil import iso
 

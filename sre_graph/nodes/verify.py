@@ -13,16 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from langgraph.runtime import Runtime
-
-from sre_graph import taxonomy
 from pydantic import BaseModel
 
+from sre_graph import taxonomy
 from sre_graph.context import Context, as_context
 from sre_graph.llm import MODEL_RETRY, ModelUnavailable, fallback_or_retry, resolve_model, structured
-from sre_graph.prompts import render, untrusted
 from sre_graph.models import Finding, RuledOut
 from sre_graph.nodes.investigate.common import STALE_AFTER, ago
 from sre_graph.nodes.route import INVESTIGATORS
+from sre_graph.prompts import render, untrusted
 from sre_graph.state import IncidentState, typed
 
 CONCLUSIVE = 0.7

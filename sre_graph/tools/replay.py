@@ -331,7 +331,8 @@ class SnapshotSignoz:
         return sorted({row.get("metric") for row in self._rows("metrics") if row.get("metric")})
 
     def list_services(self, *, start, end):
-        names = {(r.get("data") or {}).get("service.name") for r in self.search_traces(start=start, end=end, limit=10**9)}
+        spans = self.search_traces(start=start, end=end, limit=10**9)
+        names = {(r.get("data") or {}).get("service.name") for r in spans}
         names |= {((r.get("data") or {}).get("resources_string") or {}).get("service.name")
                   for r in self.search_logs(start=start, end=end, limit=10**9)}
         for row in self._rows("metrics"):

@@ -542,10 +542,12 @@ def kubernetes_toolset(sources: Sources, max_chars: int = DEFAULT_MAX_CHARS) -> 
             out = []
             for hpa in port.list("hpa", namespace=a.namespace):
                 meta, spec, status = hpa.get("metadata") or {}, hpa.get("spec") or {}, hpa.get("status") or {}
-                out.append(f"{meta.get('namespace')}/{meta.get('name')} → {(spec.get('scaleTargetRef') or {}).get('name')}"
+                target = (spec.get("scaleTargetRef") or {}).get("name")
+                conditions = [(c.get("type"), c.get("status"), c.get("reason")) for c in status.get("conditions") or []]
+                out.append(f"{meta.get('namespace')}/{meta.get('name')} → {target}"
                            f" min={spec.get('minReplicas')} max={spec.get('maxReplicas')} "
                            f"current={status.get('currentReplicas')} desired={status.get('desiredReplicas')} "
-                           f"conditions={_j([(c.get('type'), c.get('status'), c.get('reason')) for c in status.get('conditions') or []])}")
+                           f"conditions={_j(conditions)}")
             return out
 
         return _run("kubernetes", f"kubectl get hpa {where(a.namespace)}", fetch, max_chars)

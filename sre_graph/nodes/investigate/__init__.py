@@ -13,12 +13,12 @@ from langgraph.runtime import Runtime
 
 from sre_graph.context import Context, as_context, resolve_sources
 from sre_graph.llm import MODEL_RETRY, ModelUnavailable, fallback_or_retry, resolve_model
-from sre_graph.nodes.investigate.agent import investigate_with_model
-from sre_graph.settings import load_settings
-from sre_graph.tools.toolsets import build_toolsets, offered_tools, unavailable
 from sre_graph.nodes.investigate import application, database, infrastructure, network
+from sre_graph.nodes.investigate.agent import investigate_with_model
 from sre_graph.nodes.investigate.common import Investigation
+from sre_graph.settings import load_settings
 from sre_graph.state import InvestigatorInput, typed
+from sre_graph.tools.toolsets import build_toolsets, offered_tools, unavailable
 
 RUNBOOKS: dict[str, tuple[Callable[[Investigation], None], ...]] = {
     "network": network.STEPS,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from typing import Any
 
 from sre_graph.nodes.investigate import metrics as metric_signals
@@ -13,7 +12,6 @@ from sre_graph.nodes.investigate.common import (
     Investigation,
     ago,
     created,
-    last_change,
     revision,
 )
 from sre_graph.nodes.investigate.signals import classify_line
@@ -130,7 +128,8 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                 inv.propose("oom_killed",
                             f"Container {cname} of {subject} was killed for exceeding its memory limit "
                             f"({limits.get('memory', 'no limit set')}): OOMKilled, {restarts} restarts, "
-                            f"last at {iso(finished)}.", [ev], confidence, onset=finished, subject=subject, objects=objs,
+                            f"last at {iso(finished)}.", [ev], confidence, onset=finished, subject=subject,
+                            objects=objs,
                             keywords=[name, "OOMKilled", str(limits.get("memory", ""))],
                             remediation=[f"Raise the memory limit of {cname} (now {limits.get('memory', 'unset')}) "
                                          "or find what grew its memory"],
@@ -167,7 +166,8 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                             f"{restarts} restarts" + (f"; its last log lines show {causes[0].label}" if causes else
                                                       f"; its last words: {last_words[:160]}" if last_words
                                                       else "") + ".",
-                            evidence, (0.55 + 0.05 * min(restarts, 4)) * weight, onset=onset, subject=subject, objects=objs,
+                            evidence, (0.55 + 0.05 * min(restarts, 4)) * weight, onset=onset, subject=subject,
+                            objects=objs,
                             keywords=[name, "CrashLoopBackOff"], explains=explain)
                 if causes and causes[0].root_cause == "config_error":
                     inv.propose("config_error",
@@ -426,7 +426,8 @@ def _rollouts(inv: Investigation) -> None:
         summary = (f"Deployment {ns}/{name} rolled out revision {change['revision']} ({rs_name}) at {iso(when)}: "
                    + "; ".join(change["diff"][:4]))
         ev = inv.add_evidence("kubernetes", query, rs_name, summary, "\n".join(change["diff"]), when)
-        if when < inv.alert_time - STALE_AFTER or (change["previous"] is None and when < inv.alert_time - CHANGE_LOOKBACK):
+        first_and_old = change["previous"] is None and when < inv.alert_time - CHANGE_LOOKBACK
+        if when < inv.alert_time - STALE_AFTER or first_and_old:
             continue
         if when < inv.alert_time - CHANGE_LOOKBACK or when > inv.now:
             continue
@@ -445,7 +446,8 @@ def _rollouts(inv: Investigation) -> None:
                         remediation=[f"kubectl rollout undo deployment/{name} -n {ns}"],
                         explains=["crash_loop", "probe_failure", "no_endpoints", "connection_refused",
                                   "upstream_timeout", "error_spike_after_deploy"],
-                        objects=[name, change["service"], *[(p.get("metadata") or {}).get("name", "") for p in new_pods]])
+                        objects=[name, change["service"],
+                                 *[(p.get("metadata") or {}).get("name", "") for p in new_pods]])
 
 
 def _pod_ok(pod: dict[str, Any]) -> bool:

@@ -115,7 +115,8 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
     if kind == "throttle" and rose:
         level = (f"; {stats.after:.0%} of CPU periods throttled" if share and stats.after is not None else "")
         inv.propose("cpu_throttling", f"{subject} is CPU-throttled at its limit: {name} {how}{level}.",
-                    [evidence_id], (0.5 + (0.3 * min(stats.after or 0, 1.0) if share else 0.15)) * weight, onset=stats.change_at, subject=subject, keywords=[service, "throttl"], objects=objs,
+                    [evidence_id], (0.5 + (0.3 * min(stats.after or 0, 1.0) if share else 0.15)) * weight,
+                    onset=stats.change_at, subject=subject, keywords=[service, "throttl"], objects=objs,
                     explains=["upstream_timeout", "probe_failure", "error_spike_after_deploy", "dependency_outage",
                               "connection_exhaustion", "long_running_operation", "lock_contention",
                               "autoscaling_limit"])
@@ -130,6 +131,7 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
                     explains=["connection_exhaustion", "crash_loop", "upstream_timeout", "probe_failure"])
     elif kind == "connections" and climb:
         inv.propose("resource_leak", f"{subject} keeps opening connections it never releases: {name} {how}.",
-                    [evidence_id], 0.45 * weight, onset=stats.change_at, subject=subject, keywords=[service], objects=objs,
+                    [evidence_id], 0.45 * weight, onset=stats.change_at, subject=subject, keywords=[service],
+                    objects=objs,
                     explains=["connection_exhaustion", "upstream_timeout"])
     return anomaly

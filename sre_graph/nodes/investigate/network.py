@@ -280,7 +280,8 @@ def _trace_errors(inv: Investigation) -> None:
             confidence *= 0.5
             summary += f"; {target} shows nothing that explains it"
         inv.propose(cause, f"{summary}.", [ev], confidence, subject=target,
-                    keywords=[target], objects=[target, inv.service], explains=["dependency_outage"] if cause != "dependency_outage" else [])
+                    keywords=[target], objects=[target, inv.service],
+                    explains=["dependency_outage"] if cause != "dependency_outage" else [])
 
 
 STEPS = (_signatures, _endpoints, _policies, _trace_errors)

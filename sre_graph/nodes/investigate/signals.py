@@ -137,7 +137,8 @@ def host_to_service(host: str) -> str:
     return host
 
 
-_QUIET = re.compile(r"(?:^|[\s\[\"'])(?:INFO|DEBUG|TRACE|NOTICE)(?:[\s\]\"':]|$)|\"level\":\s*(?:\"(?:info|debug|trace)\"|"
+_QUIET = re.compile(r"(?:^|[\s\[\"'])(?:INFO|DEBUG|TRACE|NOTICE)(?:[\s\]\"':]|$)"
+                    r"|\"level\":\s*(?:\"(?:info|debug|trace)\"|"
                     r"[123]0\b)|\blevel=(?:info|debug|trace)\b", re.IGNORECASE)
 
 
