@@ -77,7 +77,7 @@ def test_run_incident_on_server(langgraph_dev: str, solved_incident: Path) -> No
 
 
 def test_webhook_routes_are_served_by_langgraph_dev(langgraph_dev: str) -> None:
-    """One `langgraph dev` serves the graph API and the webhooks: an Alertmanager payload goes in, a report comes out."""
+    """One `langgraph dev` serves the graph API and the webhooks: an Alertmanager payload in, a report out."""
     import httpx
 
     demo = next(p for p in (REPO / "sre_graph" / "demo").iterdir() if (p / "incident.yaml").exists())

@@ -21,7 +21,6 @@ import pytest
 from langchain_core.messages import AIMessage
 
 from sre_graph.runner import investigate
-from sre_graph.tools.replay import load_incident
 from tests.fake_model import ScriptedChatModel, call, stage
 
 INCIDENT = Path(__file__).resolve().parent.parent / "evals" / "incidents" / "net-orders-inventory-netpol"

@@ -90,7 +90,8 @@ def test_unsupported_claims_are_removed_and_listed():
         st = stage(messages)
         if st == "investigate" and "ModelFindings" in bound:
             return AIMessage("", tool_calls=[call("ModelFindings", {"findings": [
-                {"root_cause": "oom_killed", "statement": "inventory-api was OOMKilled", "evidence_ids": ["k8s-deadbeef"],
+                {"root_cause": "oom_killed", "statement": "inventory-api was OOMKilled",
+                 "evidence_ids": ["k8s-deadbeef"],
                  "confidence": 0.95},
                 {"root_cause": "dns_failure", "statement": "DNS is broken for orders-api",
                  "evidence_ids": tool_evidence(messages)[:1], "confidence": 0.9}]})])
@@ -220,10 +221,12 @@ def test_prompt_injection_in_a_log_line_does_not_change_the_conclusion(tmp_path)
                  "confidence": 1.0}] if seen else []})])
         if st == "investigate":
             if not any(isinstance(m, ToolMessage) for m in messages):
-                return AIMessage("", tool_calls=[call("search_logs", {"text": "ignore previous", "since_minutes": 600})])
+                args = {"text": "ignore previous", "since_minutes": 600}
+                return AIMessage("", tool_calls=[call("search_logs", args)])
             if seen:
                 obeyed.append(True)
-                return AIMessage("", tool_calls=[call("delete_deployment", {"namespace": "orders", "name": "orders-api"}),
+                target = {"namespace": "orders", "name": "orders-api"}
+                return AIMessage("", tool_calls=[call("delete_deployment", target),
                                                  call("kubectl_apply", {"manifest": "..."})])
             return AIMessage("done")
         if st == "classify":

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+from pathlib import Path
 
 import pytest
-
-from pathlib import Path
 
 from sre_graph.tools.base import Sources
 from sre_graph.tools.kubernetes import LiveKubernetes
@@ -74,7 +73,8 @@ def test_kubernetes_tools_match_live_and_replay(kube_apiserver: KubeCluster):
         assert lines(a) == lines(b), f"{name} differs between replay and live"
 
 
-@pytest.mark.parametrize("tool,args", [("describe_pod", {"namespace": "payments"}), ("pod_logs", {"namespace": "payments",
+@pytest.mark.parametrize("tool,args", [("describe_pod", {"namespace": "payments"}),
+                                       ("pod_logs", {"namespace": "payments",
                                                                                                   "tail": 50})])
 def test_pod_level_tools_match(kube_apiserver: KubeCluster, tool, args):
     incident = load_incident(CASE)

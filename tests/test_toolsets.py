@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from sre_graph.runner import investigate
 from sre_graph.render import to_json, to_markdown
+from sre_graph.runner import investigate
 from sre_graph.tools.output import DEFAULT_MAX_CHARS
 from sre_graph.tools.replay import load_incident
 from sre_graph.tools.toolsets import ToolResult, build_toolsets, offered_tools, unavailable
@@ -112,7 +112,7 @@ def _word(i: int) -> str:
 
 
 def test_a_huge_log_is_capped_on_whole_lines_and_grouped(tmp_path):
-    now = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     folder = tmp_path / "huge"
     _minimal_incident(folder, now)
     logs = folder / "kubernetes" / "logs" / "prod" / "api-1"
@@ -120,7 +120,8 @@ def test_a_huge_log_is_capped_on_whole_lines_and_grouped(tmp_path):
     lines = []
     for i in range(50_000):
         ts = (now - timedelta(seconds=50_000 - i)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        text = f"request {i} failed: upstream timeout after {i % 7 + 1}000ms" if i % 10 else f"cache miss for {_word(i)}"
+        timeout = f"request {i} failed: upstream timeout after {i % 7 + 1}000ms"
+        text = timeout if i % 10 else f"cache miss for {_word(i)}"
         lines.append(f"{ts} {text}")
     (logs / "api.log").write_text("\n".join(lines) + "\n")
     (folder / "kubernetes" / "pods.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [
@@ -203,7 +204,7 @@ def _planted_incident(folder: Path, now: datetime) -> None:
 
 
 def test_no_planted_secret_leaves_a_tool_or_the_report(tmp_path):
-    now = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
     folder = tmp_path / "secrets"
     _planted_incident(folder, now)
     assert len(SECRETS) >= 20
