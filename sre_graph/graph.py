@@ -22,7 +22,7 @@ from sre_graph.nodes.verify import verify
 from sre_graph.state import IncidentState, InputState, OutputState
 
 
-def build_graph() -> StateGraph:
+def build_graph() -> StateGraph[IncidentState, Context, InputState, OutputState]:
     """The uncompiled graph; compile it with the checkpointer of your choice."""
     builder = StateGraph(IncidentState, context_schema=Context, input_schema=InputState, output_schema=OutputState)
     builder.add_node("intake", intake)

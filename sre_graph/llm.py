@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langgraph.types import RetryPolicy
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from sre_graph.settings import Settings
 
@@ -65,7 +65,7 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
     """An OpenAI-compatible chat model from settings; ``None`` in ``rules`` mode."""
     if not settings.model or settings.model == "rules":
         return None
-    key = settings.api_key.get_secret_value() if settings.api_key else None
+    key = settings.api_key or None  # an empty key counts as none
     common: dict[str, Any] = {"timeout": settings.model_timeout, "max_retries": settings.model_max_retries,
                               "max_tokens": settings.model_max_tokens, "temperature": 0}
     if settings.azure_endpoint:
@@ -76,7 +76,8 @@ def build_chat_model(settings: Settings) -> BaseChatModel | None:
     from langchain_openai import ChatOpenAI
 
     # A local server (vLLM, Ollama, llama.cpp) needs no key, but the client insists on one.
-    return ChatOpenAI(model=settings.model, base_url=settings.base_url, api_key=key or "not-needed", **common)
+    return ChatOpenAI(model=settings.model, base_url=settings.base_url, api_key=key or SecretStr("not-needed"),
+                      **common)
 
 
 def resolve_model(context: Any) -> BaseChatModel | None:

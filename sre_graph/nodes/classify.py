@@ -93,7 +93,7 @@ def classify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
         return {"classification": rules.model_copy(update={"method": "rules (model failed)"}), "round": 1,
                 "model_notes": [f"classify: model failed ({note}); used the rules classifier"]}
     domains = list(dict.fromkeys(out.domains))
-    scores = {d: round(float(out.confidence.get(d, 0.5)), 2) for d in domains}
+    scores: dict[str, float] = {d: round(float(out.confidence.get(d, 0.5)), 2) for d in domains}
     classification = Classification(
         domains=domains, scores=scores, severity=alert.severity, priority=alert.priority,
         service=alert.service_name, namespace=alert.namespace or out.namespace,

@@ -115,7 +115,8 @@ def _cites_only(text: str, known: set[str]) -> bool:
 
 def _keep_cited(text: str, known: set[str]) -> tuple[str, list[str]]:
     """Drop sentences that cite evidence ids the report does not hold."""
-    kept, dropped = [], []
+    kept: list[str] = []
+    dropped: list[str] = []
     for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
         (kept if _cites_only(sentence, known) else dropped).append(sentence)
     return " ".join(kept), dropped

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from langgraph.types import Send
 
 from sre_graph.state import IncidentState
@@ -14,7 +16,7 @@ INVESTIGATORS = {
 }
 
 
-def _sends(state: IncidentState, domains: list[str]) -> list[Send]:
+def _sends(state: IncidentState, domains: Sequence[str]) -> list[Send]:
     return [Send(INVESTIGATORS[d], {"parsed_alert": state["parsed_alert"],
                                     "classification": state["classification"],
                                     "round": state.get("round", 1), "domain": d}) for d in domains]

@@ -164,7 +164,7 @@ def service_of(request: Request) -> Service:
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the service is starting")
-    return service  # type: ignore[no-any-return]
+    return service
 
 
 # --------------------------------------------------------------------------- request helpers
@@ -454,7 +454,7 @@ async def get_incident(request: Request, incident_id: str,
     incident = await run_in_threadpool(service_of(request).store.get, incident_id)
     if incident is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no incident {incident_id!r}")
-    return incident.model_dump(mode="json")  # type: ignore[no-any-return]
+    return incident.model_dump(mode="json")
 
 
 @router.get("/health", tags=["operations"])

@@ -209,7 +209,7 @@ def authenticator(request: Request) -> Authenticator:
     service = getattr(request.app.state, "service", None)
     if service is None:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "the service is starting")
-    return service.auth  # type: ignore[no-any-return]
+    return service.auth
 
 
 def _credential(credentials: HTTPAuthorizationCredentials | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -138,6 +139,8 @@ class LiveKubernetes:
     def _hpa_list(self, namespace: str | None, query: dict[str, Any]) -> Any:
         """HorizontalPodAutoscalers as ``autoscaling/v2``, or ``v2beta2`` on servers older than 1.23."""
         if self._hpa_version in (None, "v2"):
+            call: Callable[..., Any]
+            args: tuple[str, ...]
             if namespace:
                 call, args = self._hpa.list_namespaced_horizontal_pod_autoscaler, (namespace,)
             else:

@@ -24,6 +24,11 @@ from sre_graph.tools.kubernetes import KINDS
 NAMESPACED = [k for k in KINDS if k != "nodes"]
 
 
+def _scopes(namespaces: list[str]) -> list[str | None]:
+    """The namespaces to read one by one, or ``[None]`` (all namespaces at once) when none are given."""
+    return [*namespaces] or [None]
+
+
 def _dump_list(path: Path, items: list[dict[str, Any]]) -> None:
     path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}, indent=1, default=str))
 
@@ -116,7 +121,7 @@ def _record_kubernetes(folder: Path, sources: Sources, namespaces: list[str], lo
     pods: list[dict[str, Any]] = []
     for kind in NAMESPACED:
         items: list[dict[str, Any]] = []
-        for ns in namespaces or [None]:
+        for ns in _scopes(namespaces):
             items += port.list(kind, namespace=ns)
         _dump_list(folder / f"{kind}.json", items)
         summary["kubernetes"][kind] = len(items)
@@ -145,7 +150,7 @@ def _record_signoz(folder: Path, sources: Sources, start: datetime, end: datetim
         raise SourceUnavailable("signoz", sources.unavailable.get("signoz", "not configured"))
     folder.mkdir()
     rows: list[dict[str, Any]] = []
-    for ns in namespaces or [None]:
+    for ns in _scopes(namespaces):
         rows += port.search_logs(start=start, end=end, namespace=ns, limit=50_000)
     rows.sort(key=lambda r: str(r.get("timestamp")))
     summary["signoz"]["logs"] = _jsonl(folder / "logs.jsonl", rows)

@@ -586,7 +586,7 @@ class LiveSignoz:
             data = self._request("POST", METRICS_STATS_PATH, body={
                 "start": to_ms(start), "end": to_ms(end), "limit": MAX_STATS_LIMIT, "offset": offset}) or {}
             metrics = data.get("metrics") or []
-            names |= {m.get("metricName") for m in metrics if isinstance(m, dict) and m.get("metricName")}
+            names |= {m["metricName"] for m in metrics if isinstance(m, dict) and m.get("metricName")}
             offset += len(metrics)
             if len(metrics) < MAX_STATS_LIMIT or offset >= int(data.get("total") or 0):
                 break

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
@@ -50,7 +50,8 @@ class Toolset(BaseModel):
     status: Literal["enabled", "disabled", "failed"] = "enabled"
     reason: str = ""
     tools: list[BaseTool] = Field(default_factory=list)
-    health: Callable[[], None] | None = Field(default=None, exclude=True)
+    health: Callable[[], object] | None = Field(default=None, exclude=True)
+    """Called for its exception only: raising :class:`SourceUnavailable` marks the toolset failed."""
 
     def health_check(self) -> Toolset:
         """Check reachability and authorisation once; a failure marks the toolset ``failed`` with the reason."""
@@ -103,7 +104,10 @@ def _run(source: str, query: str, fetch: Callable[[], list[str]], max_chars: int
                       records=len(records), omitted=capped.omitted)
 
 
-def _tool(name: str, description: str, schema: type[BaseModel], fn: Callable[[BaseModel], ToolResult]) -> BaseTool:
+ArgsT = TypeVar("ArgsT", bound=BaseModel)
+
+
+def _tool(name: str, description: str, schema: type[ArgsT], fn: Callable[[ArgsT], ToolResult]) -> BaseTool:
     def call(**kwargs: Any) -> tuple[str, ToolResult]:
         result = fn(schema(**kwargs))
         return result.model_dump_json(exclude_none=True), result
@@ -173,6 +177,11 @@ class MetricArgs(Window):
 def signoz_toolset(sources: Sources, max_chars: int = DEFAULT_MAX_CHARS) -> Toolset:
     """SigNoz logs, traces and metrics."""
     port = sources.signoz
+    toolset = Toolset(name="signoz", description="SigNoz: application logs, distributed traces and metrics.")
+    if port is None:
+        toolset.status, toolset.reason = "disabled", sources.unavailable.get("signoz", "not configured")
+        return toolset
+
 
     def search_logs(a: LogsArgs) -> ToolResult:
         start, end = _window(sources, a)
@@ -265,10 +274,6 @@ def signoz_toolset(sources: Sources, max_chars: int = DEFAULT_MAX_CHARS) -> Tool
 
         return _run("signoz", query, fetch, max_chars)
 
-    toolset = Toolset(name="signoz", description="SigNoz: application logs, distributed traces and metrics.")
-    if port is None:
-        toolset.status, toolset.reason = "disabled", sources.unavailable.get("signoz", "not configured")
-        return toolset
     toolset.health = lambda: port.list_services(start=sources.now() - timedelta(minutes=5), end=sources.now())
     toolset.tools = [
         _tool("search_logs", "Search application logs in SigNoz. Returns log lines (timestamp, severity, service, pod, "
@@ -357,6 +362,11 @@ class NamespaceArgs(Args):
     namespace: str | None = None
 
 
+def _metadata(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Kubernetes object's metadata, empty when it has none."""
+    return obj.get("metadata") or {}
+
+
 def _pod_line(pod: dict[str, Any]) -> str:
     meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
     parts = []
@@ -389,6 +399,11 @@ def _event_line(e: dict[str, Any]) -> str:
 def kubernetes_toolset(sources: Sources, max_chars: int = DEFAULT_MAX_CHARS) -> Toolset:
     """Kubernetes objects, events and container logs."""
     port = sources.kubernetes
+    toolset = Toolset(name="kubernetes", description="Kubernetes: workloads, events, nodes, networking, read-only.")
+    if port is None:
+        toolset.status, toolset.reason = "disabled", sources.unavailable.get("kubernetes", "not configured")
+        return toolset
+
 
     def where(ns: str | None) -> str:
         return f"-n {ns}" if ns else "-A"
@@ -506,7 +521,7 @@ def kubernetes_toolset(sources: Sources, max_chars: int = DEFAULT_MAX_CHARS) -> 
             not_ready = [f"{x.get('ip')} ({(x.get('targetRef') or {}).get('name', '')})" for s in subsets
                          for x in s.get("notReadyAddresses") or []]
             selector = selector_from_match_labels(spec.get("selector"))
-            matching = [(p.get("metadata") or {}).get("name") for p in port.list("pods", namespace=a.namespace)
+            matching = [_metadata(p)["name"] for p in port.list("pods", namespace=a.namespace)
                         if selector and match_labels(selector, (p.get("metadata") or {}).get("labels"))]
             return [f"service {a.namespace}/{a.name} type={spec.get('type')} selector={selector or '(none)'} "
                     f"ports={_j(spec.get('ports'))}",
@@ -552,10 +567,6 @@ def kubernetes_toolset(sources: Sources, max_chars: int = DEFAULT_MAX_CHARS) -> 
 
         return _run("kubernetes", f"kubectl get hpa {where(a.namespace)}", fetch, max_chars)
 
-    toolset = Toolset(name="kubernetes", description="Kubernetes: workloads, events, nodes, networking, read-only.")
-    if port is None:
-        toolset.status, toolset.reason = "disabled", sources.unavailable.get("kubernetes", "not configured")
-        return toolset
     toolset.health = lambda: port.list("nodes")
     toolset.tools = [
         _tool("list_pods", "Pods with phase, node, and per container: ready, restart count, waiting reason "
@@ -610,6 +621,11 @@ class NsArgs(Args):
 def mongodb_toolset(sources: Sources, max_chars: int = DEFAULT_MAX_CHARS) -> Toolset:
     """MongoDB diagnostics."""
     port = sources.mongodb
+    toolset = Toolset(name="mongodb", description="MongoDB: server status, operations, profiler, replication.")
+    if port is None:
+        toolset.status, toolset.reason = "disabled", sources.unavailable.get("mongodb", "not configured")
+        return toolset
+
 
     def server_status(_: BaseModel) -> ToolResult:
         def fetch() -> list[str]:
@@ -681,10 +697,6 @@ def mongodb_toolset(sources: Sources, max_chars: int = DEFAULT_MAX_CHARS) -> Too
 
         return _run("mongodb", f"db.{a.ns.split('.', 1)[-1]}.stats() on {a.ns.split('.', 1)[0]}", fetch, max_chars)
 
-    toolset = Toolset(name="mongodb", description="MongoDB: server status, operations, profiler, replication.")
-    if port is None:
-        toolset.status, toolset.reason = "disabled", sources.unavailable.get("mongodb", "not configured")
-        return toolset
     toolset.health = lambda: port.server_status()
     toolset.tools = [
         _tool("server_status", "serverStatus: connections (current/available), opcounters, global lock queue, "

@@ -74,7 +74,8 @@ def _with_model(model: Any, domain: str, state: InvestigatorInput, context: Any,
     known = {**inv.evidence, **evidence}
     for finding in findings:
         match = next((f for f in inv.findings if f.root_cause == finding.root_cause), None)
-        times = [known[e].timestamp for e in finding.evidence_ids if e in known and known[e].timestamp]
+        stamps = [known[e].timestamp for e in finding.evidence_ids if e in known]
+        times = [t for t in stamps if t]
         finding.onset = min(times) if times else (match.onset if match else None)
         if match is not None:
             finding.subject, finding.objects, finding.explains = match.subject, match.objects, match.explains

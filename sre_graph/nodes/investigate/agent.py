@@ -170,7 +170,10 @@ def investigate_with_model(
     for f in answer.findings:
         if f.root_cause not in taxonomy.ROOT_CAUSE_IDS or f.root_cause == taxonomy.UNKNOWN:
             continue
-        findings.append(Finding(domain=taxonomy.domain_of(f.root_cause), root_cause=f.root_cause,  # type: ignore
+        domain_of_cause = taxonomy.domain_of(f.root_cause)
+        if domain_of_cause is None:  # only ``unknown`` has none, skipped above
+            continue
+        findings.append(Finding(domain=domain_of_cause, root_cause=f.root_cause,
                                 statement=f.statement, evidence_ids=f.evidence_ids, confidence=f.confidence,
                                 subject="model", keywords=[], objects=[], explains=[]))
     return findings, evidence, int(state.get("tool_calls", 0)), usage

@@ -69,11 +69,11 @@ def _config_changes(inv: Investigation, spikes: dict[str, tuple[datetime, str, i
         keywords += [d.split(" env ", 1)[1].split(":", 1)[0] for d in change["diff"] if " env " in d]
         details = [d for d in change["diff"] if " env " in d or " args:" in d]
         for cm_name in sorted(configmaps_used(change["deployment"])):
-            cm = configmaps.get((ns, cm_name))
-            if cm is None:
+            configmap = configmaps.get((ns, cm_name))
+            if configmap is None:
                 continue
-            written = last_change(cm)
-            diff, drift = _configmap_diff(cm)
+            written = last_change(configmap)
+            diff, drift = _configmap_diff(configmap)
             if not diff and not (written and when - CHANGE_LOOKBACK <= written <= when + timedelta(minutes=2)):
                 continue
             keywords.append(cm_name)
@@ -83,7 +83,7 @@ def _config_changes(inv: Investigation, spikes: dict[str, tuple[datetime, str, i
                 "kubernetes", f"kubectl get configmap -n {ns} {cm_name} -o json", "data",
                 f"ConfigMap {ns}/{cm_name} written at {iso(written)}"
                 + (f"; differs from its last applied version (edited by hand): {'; '.join(diff[:4])}" if drift
-                   else ""), str(cm.get("data"))[:800], written))
+                   else ""), str(configmap.get("data"))[:800], written))
         samples = spikes[spike_service]
         inv.propose("config_error",
                     f"A configuration change broke {spike_service}: {ns}/{name} restarted at {iso(when)} on a new "

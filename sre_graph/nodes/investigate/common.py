@@ -7,7 +7,7 @@ a recorded fact instead of an exception, and gives evidence stable ids.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -258,7 +258,8 @@ class Investigation:
     def propose(self, root_cause: str, statement: str, evidence_ids: list[str], confidence: float, *,
                 onset: datetime | None = None, subject: str = "", keywords: list[str] | None = None,
                 remediation: list[str] | None = None, explains: list[str] | None = None,
-                domain: str | None = None, objects: list[str] | None = None, steady: bool = False) -> Finding:
+                domain: str | None = None, objects: Sequence[str | None] | None = None,
+                steady: bool = False) -> Finding:
         """Propose a finding in the root cause's own domain."""
         finding = Finding(
             domain=domain or taxonomy.domain_of(root_cause) or self.domain,  # type: ignore[arg-type]
@@ -313,9 +314,9 @@ def created(obj: dict[str, Any]) -> datetime | None:
 
 def last_change(obj: dict[str, Any]) -> datetime | None:
     """The latest time an object was written: newest managedFields entry, else creation."""
-    times = [parse_time(m.get("time")) for m in (obj.get("metadata") or {}).get("managedFields") or []
-             if m.get("time")]
-    times = [t for t in times if t is not None]
+    parsed = [parse_time(m.get("time")) for m in (obj.get("metadata") or {}).get("managedFields") or []
+              if m.get("time")]
+    times = [t for t in parsed if t is not None]
     return max(times) if times else created(obj)
 
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sre_graph.nodes.investigate.common import STALE_AFTER, Investigation, ago
 from sre_graph.nodes.investigate.logscan import log_signals
 from sre_graph.nodes.investigate.signals import steady_since, volume_factor
 from sre_graph.timeutil import iso, parse_time
+
+if TYPE_CHECKING:
+    from sre_graph.tools.mongodb import MongoPort
 
 SLOW_MS = 100
 
@@ -33,6 +37,11 @@ def _index_covers(indexes: list[dict[str, Any]], fields: list[str]) -> str | Non
         if keys and fields and keys[0] in fields:
             return index.get("name")
     return None
+
+
+def _index_stats(ns: str) -> Callable[[MongoPort], list[dict[str, Any]]]:
+    """The ``$indexStats`` call on one collection, for :meth:`Investigation.ask`."""
+    return lambda port: port.index_stats(ns)
 
 
 def _profiler(inv: Investigation) -> None:
@@ -71,9 +80,8 @@ def _profiler(inv: Investigation) -> None:
                             subject=ns, keywords=[ns.split(".", 1)[-1]])
             continue
         evidence = [ev]
-        db_coll = ns
         indexes = inv.ask("mongodb", f"db.{ns.split('.', 1)[-1]}.aggregate([{{$indexStats: {{}}}}]) on "
-                          f"{ns.split('.', 1)[0]}", lambda p, n=db_coll: p.index_stats(n), []) or []
+                          f"{ns.split('.', 1)[0]}", _index_stats(ns), []) or []
         covered = _index_covers(indexes, list(fields))
         if indexes:
             names = ", ".join(i.get("name", "?") for i in indexes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sre_graph.models import DataSource
 from sre_graph.nodes.investigate.common import Investigation
 from sre_graph.nodes.investigate.signals import LineGroup, group_lines, is_quiet, steady_since
 from sre_graph.timeutil import iso, parse_time
@@ -73,7 +74,7 @@ def log_text(data: dict) -> str:
     return f"{body} {extra}" if extra else body
 
 
-def _to_signals(inv: Investigation, groups: dict, source: str, query: str, earliest: datetime | None,
+def _to_signals(inv: Investigation, groups: dict, source: DataSource, query: str, earliest: datetime | None,
                 baseline_end: datetime) -> list[LogSignal]:
     out = []
     for group in groups.values():

@@ -105,9 +105,12 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
         how = f"rose from a median of {_num(stats.before)} to {_num(stats.after)}" + (
             f" (×{ratio:.1f})" if ratio else "") + (f", starting {iso(stats.change_at)}" if stats.change_at else "")
     query = f"metric {name}{' where ' + where if where else ''}"
+    since = stats.change_at
+    if share:
+        since = stats.first_at_or_above(0.25) or since
     evidence_id = inv.add_evidence("signoz", query, f"{service}:{name}", f"{name} for {service or where}: {how}",
                                    f"first={stats.first:g} last={stats.last:g} peak={stats.peak:g}",
-                                   stats.change_at or inv.alert_time)
+                                   since or inv.alert_time)
     anomaly = MetricAnomaly(kind, name, service, stats, evidence_id)
     subject = service or where
     objs = [service, labels.get("k8s.pod.name"), labels.get("k8s.node.name"), labels.get("k8s.container.name"),
@@ -116,7 +119,11 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
         level = (f"; {stats.after:.0%} of CPU periods throttled" if share and stats.after is not None else "")
         inv.propose("cpu_throttling", f"{subject} is CPU-throttled at its limit: {name} {how}{level}.",
                     [evidence_id], (0.5 + (0.3 * min(stats.after or 0, 1.0) if share else 0.15)) * weight,
-                    onset=stats.change_at, subject=subject, keywords=[service, "throttl"], objects=objs,
+                    onset=since, subject=subject, keywords=[service, "throttl"], objects=objs,
+                    remediation=[f"Raise or remove the CPU limit of {subject}"
+                                 + (f" ({labels.get('container') or labels.get('k8s.container.name')})"
+                                    if labels.get("container") or labels.get("k8s.container.name") else "")
+                                 + ", or scale it out; check what lowered the limit or raised the load"],
                     explains=["upstream_timeout", "probe_failure", "error_spike_after_deploy", "dependency_outage",
                               "connection_exhaustion", "long_running_operation", "lock_contention",
                               "autoscaling_limit"])

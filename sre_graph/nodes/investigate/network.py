@@ -115,7 +115,7 @@ def _endpoints(inv: Investigation) -> None:
         ev = inv.add_evidence("kubernetes", f"kubectl get endpoints -n {ns} {name} -o json", "empty",
                               f"Service {ns}/{name} has no ready endpoints: {why}",
                               str([e.get("subsets") for e in endpoints])[:600], None)
-        onset = (max((last_change(p) for p in matching if last_change(p)), default=None) if matching
+        onset = (max((t for p in matching if (t := last_change(p))), default=None) if matching
                  else last_change(svc))
         confidence = (0.7 if not matching else 0.5) * inv.relevance(name, ns)
         inv.propose("no_endpoints", f"Service {ns}/{name} has no ready endpoints: {why}.", [ev], confidence,

@@ -243,6 +243,12 @@ class SeriesStats:
     climb: Climb | None = None
     """The longest gradual climb (a leak's shape), if the series has one."""
 
+    points: list[tuple[datetime, float]] = field(default_factory=list, repr=False)
+
+    def first_at_or_above(self, level: float) -> datetime | None:
+        """When the series first reached ``level``."""
+        return next((t for t, v in self.points if v >= level), None)
+
     @property
     def ratio(self) -> float | None:
         """after / before (``None`` if not computable)."""
@@ -253,12 +259,12 @@ class SeriesStats:
 
 def series_stats(values: list[dict[str, Any]], split: datetime) -> SeriesStats | None:
     """Baseline (before ``split``) vs incident (after) summary of a v5 series' values."""
-    points = sorted(
-        ((parse_time(v.get("timestamp")), float(v.get("value"))) for v in values
+    parsed = sorted(
+        ((parse_time(v.get("timestamp")), float(v["value"])) for v in values
          if v.get("value") is not None and v.get("timestamp") is not None),
         key=lambda p: p[0] or split,
     )
-    points = [(t, v) for t, v in points if t is not None]
+    points = [(t, v) for t, v in parsed if t is not None]
     if len(points) < 2:
         return None
     before = [v for t, v in points if t < split]
@@ -281,6 +287,7 @@ def series_stats(values: list[dict[str, Any]], split: datetime) -> SeriesStats |
         span_minutes=(points[-1][0] - points[0][0]).total_seconds() / 60,
         change_at=change_at,
         climb=longest_climb(points),
+        points=points,
     )
 
 
