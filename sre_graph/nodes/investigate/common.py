@@ -26,6 +26,7 @@ STALE_AFTER = timedelta(hours=24)
 
 SERVICE_LABELS = ("app.kubernetes.io/name", "app", "service", "k8s-app", "app.kubernetes.io/instance",
                   "component", "name")
+IDENTITY_LABELS = ("app.kubernetes.io/instance", "app.kubernetes.io/name", "app", "service", "k8s-app")
 
 
 class Investigation:
@@ -171,6 +172,20 @@ class Investigation:
         name = (pod.get("metadata") or {}).get("name", "")
         parts = name.rsplit("-", 2)
         return parts[0] if len(parts) == 3 else name
+
+    @staticmethod
+    def pod_identities(pod: dict[str, Any]) -> list[str]:
+        """Every name a pod answers to: its workload (from its own name) and its identity labels (a Helm
+        release's ``instance`` is more specific than the chart's ``name``)."""
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        names = [owner_name(meta.get("name", ""))] + [labels[k] for k in IDENTITY_LABELS if labels.get(k)]
+        return list(dict.fromkeys(n for n in names if n))
+
+    def pod_relevance(self, pod: dict[str, Any]) -> float:
+        """The pod's relevance to the alert, by the most relevant of its names."""
+        namespace = (pod.get("metadata") or {}).get("namespace")
+        return max(self.relevance(name, namespace) for name in self.pod_identities(pod) or [""])
 
     def related_services(self) -> set[str]:
         """The alerted service and what it calls (from its spans' peers and child spans)."""

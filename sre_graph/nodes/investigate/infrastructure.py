@@ -72,14 +72,14 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
         meta = pod.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         service = inv.pod_service(pod)
-        weight = inv.relevance(service, ns)
+        weight = inv.pod_relevance(pod)
         total, ready = serving.get((ns, service or ""), (1, 0))
         if ready and ready >= (total + 1) // 2:
             # Most of the service's pods are ready and serve: one broken pod (a canary, a surge pod) is not
             # what users feel.
             weight *= 0.5
         query = f"kubectl get pods -n {ns} {name} -o json"
-        objs = [name, service, (pod.get("spec") or {}).get("nodeName")]
+        objs = [name, *inv.pod_identities(pod), (pod.get("spec") or {}).get("nodeName")]
         for cs, spec in _container_statuses(pod):
             cname = cs.get("name", "")
             restarts = int(cs.get("restartCount") or 0)
@@ -289,6 +289,9 @@ def _events(inv: Investigation) -> None:
                 "oom_killed": 0.6, "node_not_ready": 0.6, "image_pull_failure": 0.65}[cause]
         if obj.get("kind") == "Pod":
             weight *= serving_factor(inv, ns or "", obj.get("name", ""))
+        if cause == "node_not_ready" and _node_ready_since(inv, events) is not None:
+            # The node came back: a reboot is over; what still fails has its own cause now.
+            weight *= 0.3
         if cause == "probe_failure" and not liveness:
             # Readiness failures take a slow pod out of rotation: a symptom of the slowness, not its cause.
             weight *= 0.5
@@ -310,34 +313,88 @@ def _events(inv: Investigation) -> None:
                     objects=[obj.get("name", ""), service, *hosts])
 
 
+NODE_PROBLEMS = {"ReadonlyFilesystem": "volume_failure", "KernelDeadlock": "node_not_ready",
+                 "FrequentKubeletRestart": "node_not_ready", "FrequentContainerdRestart": "node_not_ready",
+                 "FrequentDockerRestart": "node_not_ready", "CorruptDockerOverlay2": "node_not_ready",
+                 "FrequentUnregisterNetDevice": "node_not_ready"}
+"""node-problem-detector conditions (True means the problem is present) and the root cause they point at."""
+
+
+def _node_ready_since(inv: Investigation, events: list[dict[str, Any]]) -> Any:
+    """When the node that NotReady events are about became Ready again (``None`` if it still is not)."""
+    nodes = {(e.get("source") or {}).get("host") or (e.get("involvedObject") or {}).get("name") for e in events}
+    for node in inv.k8s("nodes"):
+        if (node.get("metadata") or {}).get("name") not in nodes:
+            continue
+        for cond in (node.get("status") or {}).get("conditions") or []:
+            if cond.get("type") == "Ready" and cond.get("status") == "True":
+                return parse_time(cond.get("lastTransitionTime"))
+    return None
+
+
 def _nodes(inv: Investigation, pods: list[dict[str, Any]]) -> None:
     for node in inv.k8s("nodes"):
         name = (node.get("metadata") or {}).get("name", "")
         hosted = [p for p in pods if (p.get("spec") or {}).get("nodeName") == name]
-        affected = [p for p in hosted if inv.relevance(inv.pod_service(p), (p.get("metadata") or {})
-                                                       .get("namespace")) >= 0.8]
+        affected = [p for p in hosted if inv.pod_relevance(p) >= 0.8]
         for cond in (node.get("status") or {}).get("conditions") or []:
             kind, status = cond.get("type"), cond.get("status")
             since = parse_time(cond.get("lastTransitionTime"))
+            standard = kind in ("Ready", "MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable")
             bad = (kind == "Ready" and status != "True") or (
-                kind in ("MemoryPressure", "DiskPressure", "PIDPressure") and status == "True")
+                kind in ("MemoryPressure", "DiskPressure", "PIDPressure") and status == "True") or (
+                not standard and status == "True")
             if not bad:
                 continue
-            cause = "node_not_ready" if kind == "Ready" else "node_pressure"
+            cause = ("node_not_ready" if kind == "Ready" else "node_pressure" if standard
+                     else NODE_PROBLEMS.get(str(kind), "node_not_ready"))
             ev = inv.add_evidence("kubernetes", f"kubectl get node {name} -o json", f"{kind}",
                                   f"Node {name} {kind}={status} since {iso(since)}: {cond.get('reason', '')} "
                                   f"{cond.get('message', '')}".strip(), _fmt(cond), since)
+            evidence = [ev]
             names = ", ".join((p.get("metadata") or {}).get("name", "") for p in affected[:5])
+            consumers = _memory_consumers(inv, name) if kind == "MemoryPressure" else []
+            if consumers:
+                evidence.append(consumers[0][2])
             weight = 1.0 if affected else 0.6
             stale = since is not None and since < inv.alert_time - STALE_AFTER
             inv.propose(cause, f"Node {name} is {kind}={status} since {iso(since)} ({cond.get('reason', '')})"
-                        + (f"; it runs {names}" if names else "") + ".", [ev],
+                        + (f"; it runs {names}" if names else "")
+                        + (f"; its largest memory user is {consumers[0][0]} ({consumers[0][1]})" if consumers else "")
+                        + ".", evidence,
                         (0.3 if stale else 0.8) * weight, onset=since, subject=f"node/{name}",
-                        keywords=[name, kind if kind != "Ready" else "NotReady"],
+                        keywords=[name, kind if kind != "Ready" else "NotReady", *[c[0] for c in consumers[:1]]],
                         objects=[name, *[(p.get("metadata") or {}).get("name", "") for p in hosted],
-                                 *{inv.pod_service(p) or "" for p in hosted}],
+                                 *{inv.pod_service(p) or "" for p in hosted}, *[c[0] for c in consumers[:1]]],
                         explains=["no_endpoints", "connection_refused", "upstream_timeout", "crash_loop",
-                                  "probe_failure", "unschedulable", "failover", "replication_lag"])
+                                  "probe_failure", "unschedulable", "failover", "replication_lag", "oom_killed"])
+
+
+def _memory_consumers(inv: Investigation, node: str) -> list[tuple[str, str, str]]:
+    """The pods using the most memory on a node (working set), largest first: (pod, amount, evidence id)."""
+    from sre_graph.nodes.investigate.metrics import metric_kind
+
+    usage: dict[str, float] = {}
+    for metric in inv.metric_names():
+        if metric_kind(metric) != "memory" or "node" in metric.split(".")[0]:
+            continue
+        for series in inv.metric(metric):
+            labels = {(lab.get("key") or {}).get("name", ""): str(lab.get("value")) for lab in series.get("labels") or []}
+            if node not in (labels.get("k8s.node.name"), labels.get("node")):
+                continue
+            pod = labels.get("k8s.pod.name") or labels.get("pod") or ""
+            values = [float(v["value"]) for v in series.get("values") or [] if v.get("value") is not None]
+            if pod and values:
+                usage[pod] = max(usage.get(pod, 0.0), values[-1])
+    top = sorted(usage.items(), key=lambda kv: -kv[1])[:3]
+    out = []
+    for pod, value in top:
+        amount = f"{value / 2**30:.1f} GiB" if value > 2**20 else f"{value:g}"
+        ev = inv.add_evidence("signoz", f"memory working set of pods on node {node}", f"top:{pod}",
+                              f"On node {node}, {pod} uses {amount} of memory, the most of any pod there",
+                              "\n".join(f"{p}: {v / 2**30:.2f} GiB" for p, v in top), inv.now)
+        out.append((pod, amount, ev))
+    return out
 
 
 def rollout_changes(inv: Investigation) -> list[dict[str, Any]]:

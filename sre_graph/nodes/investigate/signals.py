@@ -66,6 +66,10 @@ SIGNATURES: tuple[Signature, ...] = (
               _re(r"No space left on device|ENOSPC|disk (?:is )?full|OutOfDiskSpace|out of disk|"
                   r"storage (?:is )?full|insufficient (?:disk|storage)"),
               "disk full errors"),
+    Signature("rofs", "volume_failure",
+              _re(r"Read-only file system|EROFS|read-only filesystem|Remounting filesystem read-only|"
+                  r"I/O error|Input/output error|stale file handle|Transport endpoint is not connected"),
+              "volume errors (read-only or failing filesystem)"),
     Signature("maxtime", "long_running_operation",
               _re(r"operation exceeded time limit|MaxTimeMSExpired|exceeded time limit|query timed out"),
               "database operations exceeding their time limit"),
