@@ -7,6 +7,7 @@ a recorded fact instead of an exception, and gives evidence stable ids.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -201,8 +202,27 @@ class Investigation:
             if span.get("service.name") == self.service and span.get("peer.service"):
                 related.add(span["peer.service"])
         related |= self._log_targets()
+        related |= self._configured_targets()
         self._cache["related"] = related
         return related
+
+    def _configured_targets(self) -> set[str]:
+        """Services the alerted service is configured to call: host names in its pods' env values and args."""
+        from sre_graph.nodes.investigate.signals import host_to_service
+
+        pattern = re.compile(r"(?:[a-z][a-z0-9+.-]*://(?:[^@/\s]+@)?)?([a-z0-9][a-z0-9-]*(?:\.[a-z0-9-]+)*\.svc"
+                             r"(?:\.cluster\.local)?|(?<=://)[a-z0-9][a-z0-9.-]*[a-z0-9])", re.IGNORECASE)
+        targets: set[str] = set()
+        for pod in self.pods(self.alert.namespace):
+            if self.service not in self.pod_identities(pod):
+                continue
+            for container in (pod.get("spec") or {}).get("containers") or []:
+                values = [str(e.get("value", "")) for e in container.get("env") or []]
+                values += [str(a) for a in (container.get("args") or []) + (container.get("command") or [])]
+                for value in values:
+                    for match in pattern.finditer(value):
+                        targets.add(host_to_service(match.group(1).lower()))
+        return {t for t in targets if t and t != self.service}
 
     def _log_targets(self) -> set[str]:
         """Services the alerted service's own warning and error logs name as the target of failed calls."""

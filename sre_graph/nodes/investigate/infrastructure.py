@@ -12,11 +12,12 @@ from sre_graph.nodes.investigate.common import (
     Investigation,
     ago,
     created,
+    owner_name,
     revision,
 )
 from sre_graph.nodes.investigate.signals import classify_line
 from sre_graph.timeutil import iso, parse_time
-from sre_graph.tools.replay import log_line_time
+from sre_graph.tools.replay import log_line_time, match_labels, selector_from_match_labels
 
 PULL_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError"}
@@ -42,18 +43,40 @@ def _container_statuses(pod: dict[str, Any]) -> list[tuple[dict[str, Any], dict[
             (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])]
 
 
-def _serving(pods: list[dict[str, Any]], inv: Investigation) -> dict[tuple[str, str], tuple[int, int]]:
-    """Per (namespace, service): how many pods there are and how many are ready to serve."""
-    out: dict[tuple[str, str], tuple[int, int]] = {}
+def _serving(pods: list[dict[str, Any]], inv: Investigation) -> dict[str, tuple[int, int]]:
+    """Per pod name: (pods, ready pods) behind what serves it: the Services that select it (what users reach),
+    else the pods of its own workload."""
+    services = inv.k8s("services")
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for svc in services:
+        selector = selector_from_match_labels((svc.get("spec") or {}).get("selector"))
+        if not selector:
+            continue
+        ns = (svc.get("metadata") or {}).get("namespace")
+        members = [p for p in pods if (p.get("metadata") or {}).get("namespace") == ns
+                   and match_labels(selector, (p.get("metadata") or {}).get("labels"))]
+        groups[f"svc:{ns}/{(svc.get('metadata') or {}).get('name')}"] = members
+    out: dict[str, tuple[int, int]] = {}
     for pod in pods:
-        key = ((pod.get("metadata") or {}).get("namespace", ""), inv.pod_service(pod) or "")
-        total, ready = out.get(key, (0, 0))
-        out[key] = (total + 1, ready + (1 if _pod_ok(pod) else 0))
+        meta = pod.get("metadata") or {}
+        name = meta.get("name", "")
+        behind = [m for m in groups.values() if any(p is pod for p in m)]
+        if not behind:
+            # Not selected by any Service (a canary, a surge pod with other labels): its app's Service is what
+            # users reach, so weigh it by that Service's pods.
+            names = set(inv.pod_identities(pod))
+            behind = [m for key, m in groups.items() if m and key.startswith(f"svc:{meta.get('namespace')}/")
+                      and names & set(inv.pod_identities(m[0]))]
+        if not behind:
+            behind = [[p for p in pods if (p.get("metadata") or {}).get("namespace") == meta.get("namespace")
+                       and owner_name((p.get("metadata") or {}).get("name", "")) == owner_name(name)]]
+        best = max(behind, key=lambda m: sum(1 for p in m if _pod_ok(p)))
+        out[name] = (len(best), sum(1 for p in best if _pod_ok(p)))
     return out
 
 
 def serving_factor(inv: Investigation, namespace: str, pod_name: str) -> float:
-    """0.5 when most pods of the pod's service are ready and serve (one broken pod is not what users feel)."""
+    """0.5 when most pods behind the pod's Service are ready and serve (one broken pod is not what users feel)."""
     serving = inv._cache.get("serving")
     if serving is None:
         serving = inv._cache["serving"] = _serving(inv.pods(), inv)
@@ -61,7 +84,7 @@ def serving_factor(inv: Investigation, namespace: str, pod_name: str) -> float:
                 and (p.get("metadata") or {}).get("namespace") == namespace), None)
     if pod is None:
         return 1.0
-    total, ready = serving.get((namespace, inv.pod_service(pod) or ""), (1, 0))
+    total, ready = serving.get(pod_name, (1, 0))
     return 0.5 if ready and ready >= (total + 1) // 2 and not _pod_ok(pod) else 1.0
 
 
@@ -73,7 +96,7 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
         ns, name = meta.get("namespace", ""), meta.get("name", "")
         service = inv.pod_service(pod)
         weight = inv.pod_relevance(pod)
-        total, ready = serving.get((ns, service or ""), (1, 0))
+        total, ready = serving.get(name, (1, 0))
         if ready and ready >= (total + 1) // 2:
             # Most of the service's pods are ready and serve: one broken pod (a canary, a surge pod) is not
             # what users feel.
@@ -185,8 +208,9 @@ def _containers(inv: Investigation, pods: list[dict[str, Any]]) -> None:
                             subject=subject)
 
 
-_ERRORISH = re.compile(r"error|fatal|panic|exception|traceback|failed|cannot|unable|denied|exec format|"
-                       r"segmentation|killed|exit(?:ed|ing)? (?:with|code)", re.IGNORECASE)
+_ERRORISH = re.compile(r"error|fatal|panic|exception|traceback|failed|cannot|can't|unable|denied|exec format|"
+                       r"segmentation|killed|exit(?:ed|ing)? (?:with|code)|bad file|corrupt|invalid|unrecoverable|"
+                       r"abort|no such|not found|could not", re.IGNORECASE)
 
 
 def _last_error_line(text: str) -> str | None:
@@ -322,7 +346,12 @@ NODE_PROBLEMS = {"ReadonlyFilesystem": "volume_failure", "KernelDeadlock": "node
 
 def _node_ready_since(inv: Investigation, events: list[dict[str, Any]]) -> Any:
     """When the node that NotReady events are about became Ready again (``None`` if it still is not)."""
-    nodes = {(e.get("source") or {}).get("host") or (e.get("involvedObject") or {}).get("name") for e in events}
+    pod_nodes = {(p.get("metadata") or {}).get("name"): (p.get("spec") or {}).get("nodeName") for p in inv.pods()}
+    nodes = set()
+    for event in events:
+        obj = event.get("involvedObject") or {}
+        nodes.add((event.get("source") or {}).get("host") or (
+            pod_nodes.get(obj.get("name")) if obj.get("kind") == "Pod" else obj.get("name")))
     for node in inv.k8s("nodes"):
         if (node.get("metadata") or {}).get("name") not in nodes:
             continue
