@@ -313,6 +313,10 @@ def _events(inv: Investigation) -> None:
                 "oom_killed": 0.6, "node_not_ready": 0.6, "image_pull_failure": 0.65}[cause]
         if obj.get("kind") == "Pod":
             weight *= serving_factor(inv, ns or "", obj.get("name", ""))
+        if cause == "volume_failure" and obj.get("kind") == "Pod" and _started_after(inv, ns or "", obj.get("name", ""),
+                                                                                last):
+            # The volume mounted in the end: containers started after the last mount failure.
+            weight *= 0.3
         if cause == "node_not_ready" and _node_ready_since(inv, events) is not None:
             # The node came back: a reboot is over; what still fails has its own cause now.
             weight *= 0.3
@@ -342,6 +346,20 @@ NODE_PROBLEMS = {"ReadonlyFilesystem": "volume_failure", "KernelDeadlock": "node
                  "FrequentDockerRestart": "node_not_ready", "CorruptDockerOverlay2": "node_not_ready",
                  "FrequentUnregisterNetDevice": "node_not_ready"}
 """node-problem-detector conditions (True means the problem is present) and the root cause they point at."""
+
+
+def _started_after(inv: Investigation, namespace: str, pod_name: str, when: Any) -> bool:
+    """Whether any container of the pod started after ``when``."""
+    for pod in inv.pods(namespace):
+        if (pod.get("metadata") or {}).get("name") != pod_name:
+            continue
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            for state in ((cs.get("state") or {}).get("running"), (cs.get("state") or {}).get("terminated"),
+                          (cs.get("lastState") or {}).get("terminated")):
+                started = parse_time((state or {}).get("startedAt"))
+                if started and when and started > when:
+                    return True
+    return False
 
 
 def _node_ready_since(inv: Investigation, events: list[dict[str, Any]]) -> Any:
