@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import Any
 
 from sre_graph.nodes.investigate import metrics as metric_signals
@@ -15,7 +16,7 @@ from sre_graph.nodes.investigate.common import (
     owner_name,
     revision,
 )
-from sre_graph.nodes.investigate.signals import classify_line
+from sre_graph.nodes.investigate.signals import classify_line, label_map, series_stats
 from sre_graph.timeutil import iso, parse_time
 from sre_graph.tools.replay import log_line_time, match_labels, selector_from_match_labels
 
@@ -426,7 +427,7 @@ def _memory_consumers(inv: Investigation, node: str) -> list[tuple[str, str, str
         if metric_kind(metric) != "memory" or "node" in metric.split(".")[0]:
             continue
         for series in inv.metric(metric):
-            labels = {(lab.get("key") or {}).get("name", ""): str(lab.get("value")) for lab in series.get("labels") or []}
+            labels = label_map(series)
             if node not in (labels.get("k8s.node.name"), labels.get("node")):
                 continue
             pod = labels.get("k8s.pod.name") or labels.get("pod") or ""
@@ -580,11 +581,37 @@ def _autoscaling(inv: Investigation) -> None:
                               _fmt({"spec.maxReplicas": max_replicas, "status": status}), since)
         weight = inv.relevance(target, meta.get("namespace"))
         pressure = desired > max_replicas or bool(limited)
+        surge = _traffic_surge(inv, target)
+        evidence = [ev] + ([surge[1]] if surge else [])
         inv.propose("autoscaling_limit", f"The autoscaler for {target} is pinned at its maximum of {max_replicas} "
-                    f"replicas (desired {desired}) since {iso(since)}.", [ev], (0.7 if pressure else 0.4) * weight,
+                    f"replicas (desired {desired}) since {iso(since)}"
+                    + (f"; its traffic rose ×{surge[0]:.1f}" if surge else "") + ".", evidence,
+                    (0.7 if pressure else 0.4) * weight + (0.1 if surge else 0),
                     onset=since, subject=f"{meta.get('namespace')}/{target}",
                     keywords=[target, "maxReplicas"], objects=[target],
-                    explains=["upstream_timeout", "cpu_throttling", "rate_limited"])
+                    remediation=[f"Raise maxReplicas of the {target} autoscaler (now {max_replicas}) or add capacity"],
+                    explains=["upstream_timeout", "cpu_throttling", "rate_limited", "oom_killed", "crash_loop",
+                              "probe_failure"])
+
+
+def _traffic_surge(inv: Investigation, service: str) -> tuple[float, str] | None:
+    """How much a service's request rate rose around the alert (×, evidence id), if a request metric shows it."""
+    from sre_graph.nodes.investigate.metrics import metric_kind, series_service
+
+    for metric in inv.metric_names():
+        if metric_kind(metric) != "requests":
+            continue
+        for series in inv.metric(metric):
+            if series_service(label_map(series)) != service and service not in label_map(series).values():
+                continue
+            stats = series_stats(series.get("values") or [], inv.alert_time - timedelta(minutes=10))
+            if stats and stats.ratio and stats.ratio >= 1.5:
+                return stats.ratio, inv.add_evidence(
+                    "signoz", f"metric {metric} where service = {service}", f"surge:{service}",
+                    f"{metric} for {service} rose from {stats.before:g} to {stats.after:g} (×{stats.ratio:.1f})",
+                    f"first={stats.first:g} last={stats.last:g} peak={stats.peak:g}",
+                    stats.change_at or inv.alert_time)
+    return None
 
 
 def _short(value: Any) -> str:

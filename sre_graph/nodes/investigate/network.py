@@ -62,6 +62,21 @@ def _signature_finding(inv: Investigation, name: str, subject: str, group: list[
                     onset = parse_time(match.group(1))
                     detail = f"; the certificate expired at {iso(onset)}"
                     break
+    evidence_ids = [s.evidence_id for s in group]
+    if name == "dns" and target:
+        for svc in inv.k8s("services"):
+            meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+            if meta.get("name") != target.split(".")[0] or spec.get("type") != "ExternalName":
+                continue
+            changed = last_change(svc)
+            evidence_ids.append(inv.add_evidence(
+                "kubernetes", f"kubectl get service -n {meta.get('namespace')} {meta.get('name')} -o json",
+                "externalname", f"Service {meta.get('namespace')}/{meta.get('name')} is type ExternalName, a DNS alias "
+                f"for {spec.get('externalName')} (written {iso(changed)})", str(spec)[:400], changed))
+            detail += (f"; Service {meta.get('namespace')}/{meta.get('name')} is an ExternalName alias for "
+                       f"{spec.get('externalName')}, written at {iso(changed)}")
+            if changed and changed <= (first or inv.now):
+                onset = changed
     statement = (f"{', '.join(services) or 'clients'} logged {count} {group[0].group.signature.label}"
                  + (f" calling {target}" if target else "") + f" since {iso(first)}{detail}")
     if chronic:
@@ -72,7 +87,7 @@ def _signature_finding(inv: Investigation, name: str, subject: str, group: list[
                       "; the lines do not say which dependency")
         confidence *= 0.5
     keywords = [KEYWORD[name]] + ([target] if target else []) + services[:2]
-    inv.propose(group[0].group.signature.root_cause, statement + ".", [s.evidence_id for s in group], confidence,
+    inv.propose(group[0].group.signature.root_cause, statement + ".", evidence_ids, confidence,
                 onset=onset, subject=target or subject, keywords=keywords, explains=EXPLAINS[name], steady=chronic,
                 objects=[*services, target])
 
