@@ -92,7 +92,7 @@ def _judge(inv: Investigation, kind: str, name: str, service: str, labels: dict[
     share = kind == "throttle" and stats.peak <= 1.0
     if share:
         # A share of CPU periods throttled: what matters is the level (a quarter or more is serious), not the rise.
-        rose = (stats.after or 0) >= 0.25 or (rose and (stats.after or 0) >= 0.1)
+        rose = (stats.after or 0) >= 0.25
     climb = stats.climb
     if not (rose or climb):
         return None
