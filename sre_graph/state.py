@@ -66,6 +66,8 @@ class IncidentState(InputState, total=False):
     """Domains verify asked for in the next round."""
     ranked: list[Finding]
     """Findings that survived verification, best first."""
+    competing: list[Finding]
+    """The leader and a rival explanation the evidence does not separate (empty when the leader stands alone)."""
     ruled_out: list[RuledOut]
     dropped: Annotated[list[str], union]
     """Findings verify removed, with why (across rounds)."""
@@ -96,7 +98,7 @@ _TYPED_FIELDS: dict[str, Any] = {
     "classification": Classification,
     "report": Report,
 }
-_TYPED_LISTS: dict[str, Any] = {"findings": Finding, "ranked": Finding, "ruled_out": RuledOut}
+_TYPED_LISTS: dict[str, Any] = {"findings": Finding, "ranked": Finding, "ruled_out": RuledOut, "competing": Finding}
 
 
 def typed(state: Any) -> Any:

@@ -38,6 +38,9 @@ def build_report(state: IncidentState, model: str = "rules") -> Report:
     evidence: dict[str, Evidence] = state.get("evidence") or {}
     ranked: list[Finding] = state.get("ranked") or []
     leader = ranked[0] if ranked and ranked[0].score >= CONCLUSIVE else None
+    rivals = list(state.get("competing") or [])
+    if leader is not None and len(rivals) == 2:
+        leader = None
     unavailable = list(state.get("unavailable") or [])
     checked = list(state.get("checked") or [])
 
@@ -46,12 +49,18 @@ def build_report(state: IncidentState, model: str = "rules") -> Report:
         domain = classification.domains[0] if classification.domains else None
         best = ranked[0] if ranked else None
         looked_at = sorted({c.split(":")[0] for c in checked})
-        statement = ("The evidence does not decide a root cause. "
-                     + (f"The strongest lead was: {best.statement} (score {best.score:.2f}, below the "
-                        f"{CONCLUSIVE:.2f} needed to conclude)." if best else "No anomaly was found in what was "
-                                                                             "checked.")
+        if len(rivals) == 2:
+            lead = (f"Two explanations compete and the time line does not separate them: "
+                    f"{rivals[0].statement} ({rivals[0].root_cause}) and {rivals[1].statement} "
+                    f"({rivals[1].root_cause}). Each began before the symptoms and neither explains the other.")
+        elif best:
+            lead = (f"The strongest lead was: {best.statement} (score {best.score:.2f}, below the "
+                    f"{CONCLUSIVE:.2f} needed to conclude).")
+        else:
+            lead = "No anomaly was found in what was checked."
+        statement = ("The evidence does not decide a root cause. " + lead
                      + f" Checked {len(checked)} queries across {', '.join(looked_at) or 'no source'}.")
-        cited_ids = [e for f in ranked[:3] for e in f.evidence_ids]
+        cited_ids = [e for f in (rivals or ranked[:3]) for e in f.evidence_ids]
         cited_ids += [e.id for e in evidence.values() if e.healthy][:6]
         confidence = 0.0
         remediation = list(entry.remediation)

@@ -116,6 +116,34 @@ TRIGGER_WINDOW = timedelta(minutes=30)
 
 
 
+COMPETING_MARGIN = 0.25
+CHANGE_CAUSES = frozenset({"error_spike_after_deploy", "config_error", "bad_rollout"})
+
+
+def competing(leader: Finding, ranked: list[Finding], first_symptom: datetime) -> Finding | None:
+    """A second explanation as strong as the leader that the evidence does not tie to it: both mechanisms on the
+    alerted service's path, both begun before the first symptoms, neither explaining the other. When one exists
+    the time line does not single out a cause, and the honest conclusion is ``unknown``."""
+    if taxonomy.get(leader.root_cause).depth < 3 or leader.relevance < 0.9:
+        return None
+    for other in ranked[1:]:
+        if other.score < leader.score - COMPETING_MARGIN:
+            return None
+        if (other.root_cause == leader.root_cause or taxonomy.get(other.root_cause).depth < 3 or other.steady
+                or other.relevance < 0.9 or other.confidence < 0.5):
+            continue
+        if {leader.root_cause, other.root_cause} & CHANGE_CAUSES:
+            # A deploy or config change explains a mechanism only inside the workload it changed.
+            related = bool(shares_object(leader, other))
+        else:
+            related = (other.root_cause in leader.explains or leader.root_cause in other.explains
+                       or bool(shares_object(leader, other)))
+        began = all(f.onset is not None and f.onset <= first_symptom + timedelta(minutes=5) for f in (leader, other))
+        if not related and began:
+            return other
+    return None
+
+
 def symptom_onset(findings: list[Finding], alert_time: datetime) -> datetime:
     """When the symptoms began: the earliest onset of a symptom-level finding (refused calls, timeouts, a failing
     dependency), else the alert's start."""
@@ -213,6 +241,8 @@ def verify(state: IncidentState, runtime: Runtime[Context]) -> dict[str, Any]:
 
     ruled_out: list[RuledOut] = []
     leader = ranked[0] if ranked else None
+    rival = competing(leader, ranked, first_symptom) if leader else None
+    update["competing"] = [leader, rival] if leader and rival else []
     for finding in ranked[1:] if leader else []:
         reasons = [n for n in finding.rank_notes if "too old" in n or "after the alert" in n or "consequence" in n
                    or "background" in n or "noise" in n]

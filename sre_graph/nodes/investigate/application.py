@@ -112,6 +112,8 @@ def _trace_origins(inv: Investigation) -> None:
     internal = {s for s in (inv.pod_service(p) for p in inv.pods()) if s}
     internal |= {span.get("service.name", "") for _, span in spans}
     origins: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    attempts: Counter[tuple[str, str, str]] = Counter()
+    """Failing calls per origin: more calls than traces means the callers retry."""
     first_seen: dict[tuple[str, str, str], datetime] = {}
     failing_traces = 0
     for trace_id, items in by_trace.items():
@@ -132,6 +134,7 @@ def _trace_origins(inv: Investigation) -> None:
             status = str(leaf.get("response_status_code") or leaf.get("status_message") or "error")
             key = (leaf.get("service.name", ""), str(target), status)
             origins[key].add(trace_id)
+            attempts[key] += 1
             if ts and (key not in first_seen or ts < first_seen[key]):
                 first_seen[key] = ts
     if not origins or failing_traces < 3:
@@ -165,11 +168,17 @@ def _trace_origins(inv: Investigation) -> None:
                     explains=["dependency_outage", "upstream_timeout", "autoscaling_limit", "error_spike_after_deploy"])
     elif target and not _internal_host(target, internal) and share >= 0.5:
         peer = target.split(".")[-2] if target.count(".") >= 1 else target
+        tries = attempts[(service, target, status)] / max(len(origins[(service, target, status)]), 1)
+        retried = (f"; each failing request retried the call {tries:.1f} times on average, multiplying the load"
+                   if tries >= 1.5 else "")
         inv.propose("dependency_outage", f"The errors originate outside the cluster: {service}'s calls to {target} "
-                    f"fail with {status} in {count} of {failing_traces} failing traces since {iso(onset)}.", [ev],
+                    f"fail with {status} in {count} of {failing_traces} failing traces since {iso(onset)}"
+                    f"{retried}.", [ev],
                     0.55 + 0.3 * share, onset=onset, subject=target, keywords=[target, peer, status, service],
                     objects=[target, peer, service, inv.service],
-                    remediation=[f"Fail over from {target} or degrade gracefully; contact the provider"],
+                    remediation=[f"Fail over from {target} or degrade gracefully; contact the provider"]
+                    + (["Bound the retries (fewer attempts, backoff with jitter, a circuit breaker) so a failing "
+                        "dependency is not hit harder"] if retried else []),
                     explains=["upstream_timeout", "autoscaling_limit", "error_spike_after_deploy",
                               "connection_exhaustion", "rate_limited"])
 
@@ -253,7 +262,7 @@ def _deploys(inv: Investigation, spikes: dict[str, tuple[datetime, str, int, int
                         objects=[name, service, candidates[0]],
                         remediation=[f"kubectl rollout undo deployment/{name} -n {ns}"],
                         explains=["upstream_timeout", "connection_refused", "dependency_outage", "crash_loop",
-                                  "probe_failure", "rate_limited"])
+                                  "probe_failure", "rate_limited", "autoscaling_limit"])
 
 
 def _config(inv: Investigation) -> None:

@@ -93,6 +93,8 @@ def _profiler(inv: Investigation) -> None:
         collection = ns.split(".", 1)[-1]
         apps = sorted({str(e.get("appName")) for e in items if e.get("appName")})
         weight = client_relevance(inv, apps)
+        if collection in read_collections(inv):
+            weight = 1.0  # a scan on data the alerted service reads competes with it, whoever runs the scan
         volume = min(len(in_window), 30) / 60
         confidence = (0.45 + volume + (0.1 if not covered and indexes else 0) + (0.1 if ratio >= 1000 else 0)) * weight
         steady = steady_since(times, inv.alert_time, inv.now)
@@ -150,6 +152,28 @@ def busiest_clients(inv: Investigation, *, writes_only: bool = False) -> list[tu
         if name:
             counts[name] = counts.get(name, 0) + 1
     return sorted(counts.items(), key=lambda kv: -kv[1])
+
+
+def read_collections(inv: Investigation) -> set[str]:
+    """Collections the alerted service and what it calls read, from their database spans' statements."""
+    if "read_collections" in inv._cache:
+        return inv._cache["read_collections"]
+    related = inv.related_services()
+    found: set[str] = set()
+    for row in inv.traces(start=inv.window_start):
+        span = row.get("data") or {}
+        if span.get("service.name") not in related or not span.get("db_statement"):
+            continue
+        try:
+            statement = json.loads(str(span["db_statement"]))
+        except ValueError:
+            continue
+        if isinstance(statement, dict) and statement:
+            first = next(iter(statement.values()))
+            if isinstance(first, str):
+                found.add(first)
+    inv._cache["read_collections"] = found
+    return found
 
 
 def client_relevance(inv: Investigation, apps: list[str]) -> float:
