@@ -31,6 +31,21 @@ class Score:
         """Plain dict for results files."""
         return asdict(self)
 
+    def problems(self) -> list[str]:
+        """Why the case fails, one line per failed criterion (empty when it passes)."""
+        out = []
+        if not self.root_cause_ok:
+            out.append("wrong root cause")
+        if not self.domain_ok:
+            out.append("wrong domain")
+        if self.forbidden_hit:
+            out.append("concluded a forbidden root cause")
+        if self.keywords_missing:
+            out.append(f"required keywords missing from the report: {self.keywords_missing}")
+        if self.sources_missing:
+            out.append(f"required evidence sources not cited: {self.sources_missing}")
+        return out
+
 
 def score_report(report: Report, expected: dict[str, Any]) -> Score:
     """Score one report against an incident's ``expected`` block."""
