@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sre_graph.models import utcnow
 
@@ -34,6 +34,9 @@ class Sources:
     """The investigation's notion of now: the incident's ``now`` on replay, wall time live."""
     unavailable: dict[str, str] = field(default_factory=dict)
     """Sources that could not be set up, with the reason."""
+    answers: dict[str, tuple[Any, str | None]] = field(default_factory=dict, repr=False)
+    """Answers already fetched in this run, by query (with the failure reason, if the source failed): the parallel
+    investigators and later rounds ask the same questions, and a live source is asked each one once."""
 
     def now(self) -> datetime:
         """The replay clock, or the wall clock when live."""

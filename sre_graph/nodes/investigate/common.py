@@ -63,11 +63,16 @@ class Investigation:
             self.unavailable.setdefault(source, "not configured")
             self._cache[key] = default
             return default
-        self.tool_calls += 1
-        try:
-            result = call(port)
-        except SourceUnavailable as exc:
-            self.unavailable[source] = exc.reason
+        shared = f"{iso(self.now)}|{key}"
+        if shared not in self.sources.answers:
+            self.tool_calls += 1
+            try:
+                self.sources.answers[shared] = (call(port), None)
+            except SourceUnavailable as exc:
+                self.sources.answers[shared] = (None, exc.reason)
+        result, failure = self.sources.answers[shared]
+        if failure is not None:
+            self.unavailable[source] = failure
             result = default
         else:
             self.checked.append(f"{source}: {query}")
